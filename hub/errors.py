@@ -1,0 +1,129 @@
+"""Errors of the Hub helpers, and the translation of huggingface_hub's exceptions into them.
+
+Every message names the repo and says what to do. No message ever contains an access token:
+`HubError` scrubs every token this process knows of (see `remember_secret`).
+"""
+
+from __future__ import annotations
+
+import os
+
+try:
+    from diffcd.errors import DiffCDError as _Base
+except ImportError:  # the devserver and the error types work without the library
+    _Base = Exception
+
+__all__ = [
+    "HubError",
+    "RepoNotFoundError",
+    "RevisionNotFoundError",
+    "AuthError",
+    "NotACheckpointError",
+    "UploadError",
+    "remember_secret",
+    "scrub",
+    "translate",
+]
+
+_SECRETS: set[str] = set()
+TOKEN_HINT = "set HF_TOKEN or pass --token"
+
+
+def remember_secret(value: str | None) -> None:
+    """Register a token so that it is scrubbed from every message and log line we produce."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def _known_secrets() -> set[str]:
+    found = set(_SECRETS)
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        if len(os.environ.get(name) or "") >= 4:
+            found.add(os.environ[name])
+    return found
+
+
+def scrub(text: str) -> str:
+    """`text` with every known token replaced by ***."""
+    for secret in sorted(_known_secrets(), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+class HubError(_Base):
+    """A Hub operation failed. ``str(e)`` names the repo, the problem and what to do."""
+
+    def __init__(self, message: str, *, repo_id: str | None = None):
+        super().__init__(scrub(message))
+        self.repo_id = repo_id
+
+
+class RepoNotFoundError(HubError):
+    """The repo does not exist, or it is private and the token cannot see it."""
+
+
+class RevisionNotFoundError(HubError):
+    """The repo exists but the branch, tag or commit does not."""
+
+
+class AuthError(HubError):
+    """No token where one is needed, or the Hub refused the token."""
+
+
+class NotACheckpointError(HubError):
+    """The repo's files are not a loadable diffcd checkpoint."""
+
+
+class UploadError(HubError):
+    """The Hub failed during a push; the remote repo was left as it was."""
+
+
+def translate(exc: BaseException, repo_id: str, *, action: str, revision: str | None = None,
+              token_given: bool = False, endpoint: str | None = None) -> HubError:
+    """A `HubError` for an exception raised by huggingface_hub (or httpx) while doing `action`."""
+    from huggingface_hub import errors as hf
+
+    if isinstance(exc, HubError):
+        return exc
+    cause = exc.__cause__
+    if isinstance(exc, (RuntimeError, ValueError)) and isinstance(cause, Exception):
+        # huggingface_hub wraps failed LFS uploads and forced downloads around the real error
+        return translate(cause, repo_id, action=action, revision=revision, token_given=token_given,
+                         endpoint=endpoint)
+    where = f" on {endpoint}" if endpoint else ""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    server_message = response.headers.get("X-Error-Message", "") if response is not None else ""
+    text = str(exc)
+    if isinstance(exc, hf.RevisionNotFoundError):
+        return RevisionNotFoundError(
+            f"Revision {revision!r} does not exist in {repo_id}{where}: pass an existing branch, tag or "
+            "commit sha (see `python -m hub list`).", repo_id=repo_id)
+    if isinstance(exc, hf.RemoteEntryNotFoundError):
+        return NotACheckpointError(
+            f"{repo_id} is not a diffcd checkpoint: it has no config.json and model.safetensors.",
+            repo_id=repo_id)
+    if status == 401 and "Invalid credentials" in server_message + text:
+        return AuthError(f"The Hub{where} refused the access token while {action} {repo_id}: the token "
+                         f"is wrong or expired; {TOKEN_HINT} with a valid one.", repo_id=repo_id)
+    if isinstance(exc, hf.RepositoryNotFoundError):
+        if token_given:
+            return RepoNotFoundError(f"Repository {repo_id} was not found{where}, or your token has no "
+                                     "access to it: check the name and the token.", repo_id=repo_id)
+        return RepoNotFoundError(f"Repository {repo_id} was not found{where}, or it is private: check the "
+                                 f"name, and if it is private {TOKEN_HINT}.", repo_id=repo_id)
+    if status == 403:
+        return AuthError(f"The Hub{where} refused to let this token write to {repo_id} (403 Forbidden): "
+                         f"use a token with write access to that namespace; {TOKEN_HINT}.", repo_id=repo_id)
+    if isinstance(exc, (hf.OfflineModeIsEnabled, hf.LocalEntryNotFoundError)):
+        return HubError(f"{repo_id} is not in the local cache and the Hub cannot be reached (offline mode "
+                        "or no connection): pull it once while online.", repo_id=repo_id)
+    if isinstance(exc, hf.HfHubHTTPError):
+        return UploadError(f"The Hub{where} failed while {action} {repo_id} (HTTP {status}); nothing was "
+                           "changed there, try again later.", repo_id=repo_id) if action.startswith("pushing") \
+            else HubError(f"The Hub{where} failed while {action} {repo_id} (HTTP {status}): try again later.",
+                          repo_id=repo_id)
+    if type(exc).__module__.startswith(("httpx", "httpcore")) or isinstance(exc, (ConnectionError, OSError)):
+        return HubError(f"Cannot reach the Hub{where} while {action} {repo_id} ({type(exc).__name__}): "
+                        "check the connection and HF_ENDPOINT.", repo_id=repo_id)
+    return HubError(f"Failed while {action} {repo_id}: {type(exc).__name__}: {text}", repo_id=repo_id)
