@@ -1,0 +1,28 @@
+"""diffcd: fit neural implicit surfaces to point clouds with DiffCD, IGR, Neural-Pull and SIREN."""
+
+from diffcd._version import __version__
+from diffcd.errors import (
+    CheckpointError,
+    ConfigError,
+    DiffCDError,
+    DiffCDWarning,
+    MeshError,
+    NoSurfaceError,
+    PointCloudError,
+)
+from diffcd.export import export_sdf, load_sdf
+from diffcd.fit import FitConfig, FitEvent, FitResult, Fitter, ScheduleConfig, TrainState, fit
+from diffcd.io import Normalization, PointCloud, load_mesh, load_point_cloud, points_from_array
+from diffcd.methods import METHODS, DiffCDConfig, IGRConfig, NeuralPullConfig, SIRENConfig
+from diffcd.networks import NetworkConfig
+from diffcd.presets import DEFAULT_PRESET, PRESETS, make_config
+from diffcd.sdf import FittedSDF
+
+__all__ = [
+    "__version__", "CheckpointError", "ConfigError", "DiffCDError", "DiffCDWarning", "MeshError",
+    "NoSurfaceError", "PointCloudError", "export_sdf", "load_sdf", "FitConfig", "FitEvent",
+    "FitResult", "Fitter", "ScheduleConfig", "TrainState", "fit", "Normalization", "PointCloud",
+    "load_mesh", "load_point_cloud", "points_from_array", "METHODS", "DiffCDConfig", "IGRConfig",
+    "NeuralPullConfig", "SIRENConfig", "NetworkConfig", "DEFAULT_PRESET", "PRESETS", "make_config",
+    "FittedSDF",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from diffcd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,174 @@
+"""Command line: `python -m diffcd fit | mesh | eval`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from diffcd.errors import DiffCDError
+
+FIT_EXAMPLE = "python -m diffcd fit examples/torus.npy --method diffcd --out runs/torus"
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from diffcd import checkpoint, io, runs
+    from diffcd.fit import Fitter
+    from diffcd.presets import make_config
+
+    run_dir = runs.check_output_folder(args.out, overwrite=args.overwrite)
+    overrides = {}
+    if args.eikonal_weight is not None:
+        overrides["eikonal_weight"] = args.eikonal_weight
+    if args.area_weight is not None:
+        overrides["area_weight"] = args.area_weight
+    config = make_config(
+        args.preset, args.method, steps=args.steps, seed=args.seed,
+        resolution=args.resolution, method_overrides=overrides or None,
+    )
+    gt_mesh = io.load_mesh(args.gt_mesh) if args.gt_mesh else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", io.DiffCDWarning)
+        cloud = io.load_point_cloud(args.cloud, max_points=args.max_points, seed=args.seed)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    fitter = Fitter(cloud, config)
+    if args.resume:
+        fitter.restore(checkpoint.restore_train_state(args.resume, fitter))
+    print(f"fitting {len(cloud.points):,} points with {config.method} ({args.preset}, "
+          f"{config.schedule.steps:,} steps) -> {run_dir}", file=sys.stderr)
+    bar = tqdm(total=config.schedule.steps, initial=fitter.state.step, unit="step",
+               disable=args.quiet, dynamic_ncols=True)
+    result = None
+    try:
+        for event in fitter.run():
+            if event.done:
+                result = event.result
+                break
+            bar.n = event.step
+            bar.set_postfix(loss=f"{event.losses.get('loss', float('nan')):.4g}", refresh=False)
+            bar.refresh()
+    except KeyboardInterrupt:
+        fitter.cancel()
+        print("\ninterrupted: saving the fit so far", file=sys.stderr)
+        from diffcd.fit import FitResult
+
+        result = FitResult(fitter.fitted(), fitter.summary(), fitter.history)
+    finally:
+        bar.close()
+    summary = runs.write_run(
+        run_dir, result, resolution=config.mesh_resolution, cloud_points=cloud.points,
+        gt_mesh=gt_mesh, state=fitter.state,
+        metadata={"source": Path(args.cloud).name, "preset": args.preset},
+    )
+    _report(summary)
+    return 0 if summary.get("surface_found") else 1
+
+
+def _report(summary: dict) -> None:
+    print(f"{summary['steps']} steps, {summary['steps_per_second']:.1f} steps/s "
+          f"(compile {summary['compile_seconds']:.1f} s, seed meshes {summary['seed_mesh_seconds']:.1f} s), "
+          f"{summary['nan_steps_skipped']} NaN steps skipped")
+    if not summary.get("surface_found"):
+        print(f"error: {summary.get('mesh_error')}", file=sys.stderr)
+        return
+    print(f"mesh: {summary['mesh_vertices']:,} vertices, {summary['mesh_faces']:,} faces "
+          f"at {summary['mesh_resolution']}³ ({summary['mesh_seconds']:.1f} s)")
+    for name, values in (("cloud <-> surface", summary.get("cloud_distances")), ("vs ground truth", summary.get("eval"))):
+        if values:
+            print(f"{name}: " + ", ".join(f"{k}={v:.5g}" for k, v in values.items()))
+
+
+def _mesh(args: argparse.Namespace) -> int:
+    from diffcd.export import load_sdf
+
+    fitted = load_sdf(args.checkpoint)
+    mesh = fitted.extract_mesh(args.resolution)
+    out = Path(args.out) if args.out else Path(args.checkpoint) / f"mesh_{args.resolution}.ply"
+    if out.suffix.lower() not in (".ply", ".glb", ".obj", ".stl", ".off"):
+        raise DiffCDError(f"Cannot write a mesh as {out.suffix!r}; use .ply, .glb, .obj, .stl or .off.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    mesh.export(out)
+    print(f"{out}: {len(mesh.vertices):,} vertices, {len(mesh.faces):,} faces")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from diffcd import io, metrics
+
+    scores = metrics.evaluate_mesh(
+        io.load_mesh(args.mesh), io.load_mesh(args.gt_mesh),
+        n_samples=args.samples, fscore_threshold=args.threshold, seed=args.seed,
+    )
+    if args.json:
+        print(json.dumps(scores, indent=2))
+    else:
+        for name, value in scores.items():
+            print(f"{name:>18}: {value:.6g}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from diffcd.methods import METHODS
+    from diffcd.presets import DEFAULT_PRESET, PRESETS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m diffcd",
+        description="Fit neural implicit surfaces to point clouds (DiffCD, IGR, Neural-Pull, SIREN).",
+        epilog=f"example: {FIT_EXAMPLE}",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    fit = commands.add_parser("fit", help="fit an SDF to a point cloud and write a run folder",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fit.add_argument("cloud", help="point cloud (.npy .npz .xyz .txt .pts .ply .obj .off .stl; "
+                                   "a mesh file is sampled on its surface)")
+    fit.add_argument("--out", required=True, help="run folder to write (mesh.ply, mesh.glb, "
+                     "model.safetensors, config.json, checkpoint/, metrics.csv, summary.json, ...)")
+    fit.add_argument("--method", default="diffcd", choices=list(METHODS),
+                     help="loss: " + "; ".join(f"{m.name}: {m.summary}" for m in METHODS.values()))
+    fit.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                     help="sizes: " + "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
+    fit.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    fit.add_argument("--seed", type=int, default=0, help="random seed; the same seed repeats a fit exactly")
+    fit.add_argument("--resolution", type=int, help="grid resolution of the final mesh (default: the preset's)")
+    fit.add_argument("--gt-mesh", help="ground-truth mesh: writes eval.json (Chamfer, normal angle, "
+                     "Hausdorff, F-score) in the input's units")
+    fit.add_argument("--eikonal-weight", type=float, help="λ of the eikonal term (paper: 0.1; 0.5 and 1.0 for noisy clouds)")
+    fit.add_argument("--area-weight", type=float, help="μ of the area term (SIREN: 0.033 or 0.33)")
+    fit.add_argument("--max-points", type=int, default=1_000_000, help="downsample larger clouds to this many points")
+    fit.add_argument("--resume", help="an earlier run's checkpoint/ folder to continue from")
+    fit.add_argument("--overwrite", action="store_true", help="replace the files of an existing run folder")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.set_defaults(handler=_fit)
+
+    mesh = commands.add_parser("mesh", help="re-mesh a stored SDF without refitting",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    mesh.add_argument("checkpoint", help="a run folder or export folder (model.safetensors + config.json)")
+    mesh.add_argument("--resolution", type=int, default=256, help="grid resolution")
+    mesh.add_argument("--out", help="mesh file to write (.ply .glb .obj .stl .off; default CHECKPOINT/mesh_RES.ply)")
+    mesh.set_defaults(handler=_mesh)
+
+    evaluate = commands.add_parser("eval", help="compare a mesh with a ground-truth mesh",
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    evaluate.add_argument("mesh", help="the estimated mesh")
+    evaluate.add_argument("gt_mesh", help="the ground-truth mesh")
+    evaluate.add_argument("--samples", type=int, default=30_000, help="surface samples per mesh")
+    evaluate.add_argument("--threshold", type=float, help="F-score distance (default: 1%% of the GT's longest side)")
+    evaluate.add_argument("--seed", type=int, default=0, help="sampling seed")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.set_defaults(handler=_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except DiffCDError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,288 @@
+"""The method registry: one entry per fitting method (config dataclass + data set-up + loss).
+
+Adding a method is one `MethodSpec` in `METHODS`; the fit loop, CLI, app and benchmarks read the
+registry. Defaults are the paper's (method.md §4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffcd import losses, sampling
+
+Data = dict[str, jax.Array]
+"""Per-fit arrays a loss reads (cloud, sigma, method extras); shapes fixed for the whole fit."""
+
+
+@dataclasses.dataclass(frozen=True)
+class IGRConfig:
+    """IGR: |f| on the cloud + eikonal regularisation (Gropp et al. 2020)."""
+
+    eikonal_weight: float = 0.1
+    """λ, weight of the eikonal term on local and global samples."""
+    area_weight: float = 0.0
+    """μ, weight of the area term exp(-α|f|) on uniform samples (0 = off)."""
+    area_alpha: float = 100.0
+    """α of the area term."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SIRENConfig(IGRConfig):
+    """The paper's "SIREN" rows: IGR plus the area (off-surface) term on the softplus MLP."""
+
+    area_weight: float = 0.033
+    """μ: the paper uses 0.033 or 0.33."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NeuralPullConfig:
+    """Neural-Pull: pull Gaussian queries onto the surface along ∇f (Ma et al. 2021)."""
+
+    samples_per_point: int = 50
+    """Fixed queries drawn around every cloud point at the start."""
+    eikonal_weight: float = 0.0
+    """Optional eikonal term on the pulled queries (0 in the paper)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffCDConfig:
+    """DiffCD: the symmetric Chamfer distance between the cloud and the zero level set."""
+
+    eikonal_weight: float = 0.1
+    """λ; the paper uses 0.5 at medium and 1.0 at maximum noise."""
+    area_weight: float = 0.0
+    """μ of the optional area term (0 in the paper)."""
+    area_alpha: float = 100.0
+    """α of the area term."""
+    seed_count: int = 30_000
+    """Surface seeds drawn on the marching-cubes mesh of the current f at each refresh."""
+    seed_refresh_every: int = 1000
+    """Steps between seed refreshes (and at step 0)."""
+    seed_mesh_resolution: int = 256
+    """Grid resolution of the seed mesh."""
+    projection_steps: int = 4
+    """Newton-like projection steps that move each seed onto the level set."""
+    valid_threshold: float = 1e-3
+    """A projected point counts only where |f(s)| is below this."""
+    nn_candidates: int = 32
+    """Cloud points kept per seed for the in-graph nearest-neighbour search (see sampling)."""
+
+
+MethodConfig = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    """How a method sets up its data and computes its loss."""
+
+    name: str
+    title: str
+    summary: str
+    config_type: type
+    prepare: Callable[[np.ndarray, np.ndarray, Any, int], dict[str, np.ndarray]]
+    """(points, sigma, config, seed) -> extra per-fit arrays, computed once on the host."""
+    loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+    """(f, params, data, config, weights, key, batch_size) -> (loss, aux), pure and jit-able."""
+    uses_surface_seeds: bool = False
+
+
+def _bind(apply: Callable, params: Any) -> Callable[[jax.Array], jax.Array]:
+    return lambda x: apply(params, x)
+
+
+def _query_batch(key: jax.Array, data: Data, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """Cloud batch B and one local Gaussian sample per batch point."""
+    k_batch, k_local = jax.random.split(key)
+    idx = sampling.draw_batch_indices(k_batch, data["points"].shape[0], batch_size)
+    batch = data["points"][idx]
+    return batch, sampling.local_samples(k_local, batch, data["sigma"][idx])
+
+
+def _area_term(f, key, weights, config, count) -> jax.Array:
+    if config.area_weight == 0:
+        return jnp.zeros(())
+    values = f(sampling.uniform_samples(key, count))
+    return jnp.mean(losses.area(values, alpha=weights["area_alpha"]))
+
+
+def _no_extra_data(points, sigma, config, seed) -> dict[str, np.ndarray]:
+    return {}
+
+
+def igr_loss(apply, params, data, config, weights, key, batch_size):
+    f = _bind(apply, params)
+    k_query, k_global, k_area = jax.random.split(key, 3)
+    batch, local = _query_batch(k_query, data, batch_size)
+    regular = jnp.concatenate([local, sampling.uniform_samples(k_global, max(1, len(local) // 8))])
+    _, gradients = losses.values_and_gradients(f, regular)
+    on_surface = jnp.mean(jnp.abs(f(batch)))
+    eikonal = jnp.mean(losses.eikonal(gradients))
+    area = _area_term(f, k_area, weights, config, batch_size)
+    total = on_surface + weights["eikonal_weight"] * eikonal + weights["area_weight"] * area
+    return total, {"point_to_surface": on_surface, "eikonal": eikonal, "area": area}
+
+
+def neural_pull_prepare(points, sigma, config, seed):
+    queries, targets = sampling.neural_pull_pairs(
+        points, sigma, per_point=config.samples_per_point, seed=seed
+    )
+    return {"pull_queries": queries, "pull_targets": targets}
+
+
+def neural_pull_loss(apply, params, data, config, weights, key, batch_size):
+    f = _bind(apply, params)
+    # Pairs are drawn with replacement: a permutation of N x 50 pairs per step would cost more
+    # than the step itself.
+    idx = jax.random.randint(key, (batch_size,), 0, data["pull_queries"].shape[0])
+    queries, targets = data["pull_queries"][idx], data["pull_targets"][idx]
+    pull = jnp.mean(losses.safe_norm(targets - losses.pulled_points(f, queries)))
+    total = pull
+    eikonal = jnp.zeros(())
+    if config.eikonal_weight != 0:
+        _, gradients = losses.values_and_gradients(f, queries)
+        eikonal = jnp.mean(losses.eikonal(gradients))
+        total = total + weights["eikonal_weight"] * eikonal
+    return total, {"pull": pull, "eikonal": eikonal}
+
+
+def diffcd_prepare(points, sigma, config, seed):
+    """Placeholder seeds (the cloud itself) of the right shapes; the fit loop refreshes them."""
+    rng = np.random.default_rng(seed)
+    seeds = points[rng.choice(len(points), config.seed_count, replace=len(points) < config.seed_count)]
+    return {
+        "seeds": seeds.astype(np.float32),
+        "seed_candidates": np.zeros((config.seed_count, min(config.nn_candidates, len(points))), np.int32),
+        "seed_radius": np.zeros((config.seed_count,), np.float32),
+    }
+
+
+def surface_to_cloud_targets(
+    surface: jax.Array, seeds: jax.Array, candidates: jax.Array, radius: jax.Array, points: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Nearest cloud point of each surface point among its seed's candidates, and a certificate.
+
+    The certificate is true where the candidate set provably holds the exact nearest neighbour
+    (the best candidate is closer than any point outside the seed's candidate ball).
+    """
+    cloud = points[candidates]  # (S, K, 3)
+    distances = losses.safe_norm(surface[:, None, :] - cloud)
+    best = jnp.argmin(distances, axis=1)
+    targets = jnp.take_along_axis(cloud, best[:, None, None], axis=1)[:, 0]
+    certified = jnp.min(distances, axis=1) <= radius - losses.safe_norm(surface - seeds)
+    return targets, certified
+
+
+def diffcd_loss(apply, params, data, config, weights, key, batch_size):
+    f = _bind(apply, params)
+    frozen = _bind(apply, jax.lax.stop_gradient(params))
+    k_query, k_global, k_seeds, k_area = jax.random.split(key, 4)
+
+    batch, local = _query_batch(k_query, data, batch_size)
+    queries = jnp.concatenate(
+        [batch, local, sampling.uniform_samples(k_global, max(1, len(local) // 8))]
+    )
+    values, gradients = losses.values_and_gradients(f, queries)
+    point_to_surface = jnp.mean(jnp.abs(values[: len(batch)]))
+    eikonal = jnp.mean(losses.eikonal(gradients))
+
+    seed_count = data["seeds"].shape[0]
+    pick = jax.random.choice(k_seeds, seed_count, (min(batch_size, seed_count),), replace=False)
+    seeds = data["seeds"][pick]
+    surface = losses.project_to_surface(frozen, seeds, steps=config.projection_steps)
+    surface_values, surface_gradients = losses.values_and_gradients(frozen, surface)
+    valid = jnp.abs(surface_values) < weights["valid_threshold"]
+    targets, certified = surface_to_cloud_targets(
+        surface, seeds, data["seed_candidates"][pick], data["seed_radius"][pick], data["points"]
+    )
+    valid_count = jnp.maximum(jnp.sum(valid), 1)
+
+    def mean_distance_to_cloud(s):
+        return jnp.sum(jnp.where(valid, losses.safe_norm(s - targets), 0.0)) / valid_count
+
+    surface_to_point = losses.implicit_surface_loss(
+        f, surface, surface_gradients, mean_distance_to_cloud
+    )
+    area = _area_term(f, k_area, weights, config, batch_size)
+    total = (
+        0.5 * (point_to_surface + surface_to_point)
+        + weights["eikonal_weight"] * eikonal
+        + weights["area_weight"] * area
+    )
+    aux = {
+        "point_to_surface": point_to_surface,
+        "surface_to_point": surface_to_point,
+        "eikonal": eikonal,
+        "area": area,
+        "valid_surface_fraction": jnp.mean(valid),
+        "nn_certified_fraction": jnp.sum(valid & certified) / valid_count,
+    }
+    return total, aux
+
+
+METHODS: dict[str, MethodSpec] = {
+    "diffcd": MethodSpec(
+        name="diffcd",
+        title="DiffCD",
+        summary="Symmetric Chamfer distance: the cloud is near the surface and the surface near the cloud.",
+        config_type=DiffCDConfig,
+        prepare=diffcd_prepare,
+        loss=diffcd_loss,
+        uses_surface_seeds=True,
+    ),
+    "igr": MethodSpec(
+        name="igr",
+        title="IGR",
+        summary="|f| on the cloud + eikonal term: one-sided, may leave spurious surface.",
+        config_type=IGRConfig,
+        prepare=_no_extra_data,
+        loss=igr_loss,
+    ),
+    "neural-pull": MethodSpec(
+        name="neural-pull",
+        title="Neural-Pull",
+        summary="Pull nearby queries onto the surface along the SDF gradient.",
+        config_type=NeuralPullConfig,
+        prepare=neural_pull_prepare,
+        loss=neural_pull_loss,
+    ),
+    "siren": MethodSpec(
+        name="siren",
+        title="SIREN",
+        summary="IGR + the area (off-surface) term: removes spurious surface but over-smooths.",
+        config_type=SIRENConfig,
+        prepare=_no_extra_data,
+        loss=igr_loss,
+    ),
+}
+
+
+def get_method(name: str) -> MethodSpec:
+    from diffcd.errors import ConfigError
+
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(
+            f"Unknown method {name!r}; choose one of {', '.join(METHODS)}."
+        ) from None
+
+
+def traced_weights(config: Any) -> dict[str, float]:
+    """The float hyper-parameters, passed to the compiled step as values (no recompile)."""
+    return {
+        f.name: float(getattr(config, f.name))
+        for f in dataclasses.fields(config)
+        if isinstance(getattr(config, f.name), float)
+    }
+
+
+def compile_key(config: Any) -> Any:
+    """The config as far as it changes the compiled program: floats only by whether they are 0."""
+    return dataclasses.replace(
+        config, **{name: float(value != 0) for name, value in traced_weights(config).items()}
+    )

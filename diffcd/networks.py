@@ -1,0 +1,165 @@
+"""SDF networks: the paper's softplus MLP with geometric initialisation, and a sine option.
+
+References: Atzmon & Lipman, "SAL" (geometric init); Gropp et al., "IGR" (architecture);
+Sitzmann et al., "SIREN" (sine activation and its initialisation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Params = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture of the SDF network. Defaults are the paper's (461,054 parameters)."""
+
+    hidden_layers: int = 8
+    """Number of hidden layers."""
+    width: int = 256
+    """Features per hidden layer."""
+    skip_layers: tuple[int, ...] = (4,)
+    """Hidden layers whose input is concat(previous features, x) / sqrt(2)."""
+    activation: Literal["softplus", "sine"] = "softplus"
+    """softplus (paper, with beta below) or sine (a SIREN network)."""
+    softplus_beta: float = 100.0
+    """Sharpness of the softplus: log(1 + exp(beta z)) / beta."""
+    sine_omega: float = 30.0
+    """Frequency of the first sine layer (SIREN's omega_0)."""
+    init_radius: float = 0.5
+    """Radius of the sphere the untrained softplus network approximates (geometric init)."""
+
+    def __post_init__(self) -> None:
+        if self.hidden_layers < 1 or self.width < 4:
+            raise ValueError("a network needs at least one hidden layer and width >= 4")
+        if any(not 0 < k < self.hidden_layers for k in self.skip_layers):
+            raise ValueError(f"skip layers must lie in 1..{self.hidden_layers - 1}")
+        if self.activation not in ("softplus", "sine"):
+            raise ValueError("activation must be 'softplus' or 'sine'")
+
+
+def _softplus(z: jax.Array, beta: float) -> jax.Array:
+    bz = beta * z
+    # PyTorch's Softplus(beta, threshold=20): the identity where beta*z > 20.
+    return jnp.where(bz > 20.0, z, jax.nn.softplus(jnp.minimum(bz, 20.0)) / beta)
+
+
+def _normal_init(std: float, mean: float = 0.0) -> Callable:
+    def init(key, shape, dtype=jnp.float32):
+        return mean + std * jax.random.normal(key, shape, dtype)
+
+    return init
+
+
+def _uniform_init(bound: float) -> Callable:
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def _layer_dims(config: NetworkConfig) -> list[tuple[int, int]]:
+    """(fan_in, fan_out) of every linear layer, output layer last."""
+    dims = []
+    fan_in = 3
+    for layer in range(config.hidden_layers):
+        fan_out = config.width
+        if layer + 1 in config.skip_layers:
+            fan_out = config.width - 3  # leaves room for the concatenated input
+        dims.append((fan_in, fan_out))
+        fan_in = fan_out + 3 if layer + 1 in config.skip_layers else fan_out
+    dims.append((fan_in, 1))
+    return dims
+
+
+class SDFNetwork(nn.Module):
+    """MLP mapping points (..., 3) to signed distances (...)."""
+
+    config: NetworkConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        cfg = self.config
+        dims = _layer_dims(cfg)
+        h = x
+        for layer, (fan_in, fan_out) in enumerate(dims[:-1]):
+            if layer in cfg.skip_layers:
+                h = jnp.concatenate([h, x], axis=-1) / math.sqrt(2.0)
+            kernel_init, bias_init = self._hidden_init(layer, fan_in, fan_out)
+            h = nn.Dense(fan_out, kernel_init=kernel_init, bias_init=bias_init, name=f"layer_{layer}")(h)
+            if cfg.activation == "softplus":
+                h = _softplus(h, cfg.softplus_beta)
+            else:
+                h = jnp.sin(cfg.sine_omega * h if layer == 0 else h)
+        fan_in = dims[-1][0]
+        kernel_init, bias_init = self._output_init(fan_in)
+        out = nn.Dense(1, kernel_init=kernel_init, bias_init=bias_init, name="output")(h)
+        return out[..., 0]
+
+    def _hidden_init(self, layer: int, fan_in: int, fan_out: int) -> tuple[Callable, Callable]:
+        if self.config.activation == "softplus":
+            return _normal_init(math.sqrt(2.0 / fan_out)), nn.initializers.zeros
+        if layer == 0:
+            return _uniform_init(1.0 / fan_in), _uniform_init(1.0 / fan_in)
+        bound = math.sqrt(6.0 / fan_in) / self.config.sine_omega
+        return _uniform_init(bound), _uniform_init(1.0 / math.sqrt(fan_in))
+
+    def _output_init(self, fan_in: int) -> tuple[Callable, Callable]:
+        if self.config.activation == "softplus":
+            mean = math.sqrt(math.pi) / math.sqrt(fan_in)
+            return _normal_init(1e-5, mean), nn.initializers.constant(-self.config.init_radius)
+        bound = math.sqrt(6.0 / fan_in) / self.config.sine_omega
+        return _uniform_init(bound), nn.initializers.zeros
+
+
+def init_params(config: NetworkConfig, key: jax.Array) -> Params:
+    """Initial parameters (geometric init for softplus networks)."""
+    return SDFNetwork(config).init(key, jnp.zeros((1, 3), jnp.float32))
+
+
+def make_sdf(config: NetworkConfig) -> Callable[[Params, jax.Array], jax.Array]:
+    """The pure function f(params, x) with x of shape (..., 3)."""
+    module = SDFNetwork(config)
+    return module.apply
+
+
+def parameter_count(params: Params) -> int:
+    return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
+
+
+def expected_shapes(config: NetworkConfig) -> dict[str, tuple[int, ...]]:
+    """Flat parameter names and shapes the config implies (used to validate checkpoints)."""
+    shapes = {}
+    dims = _layer_dims(config)
+    for layer, (fan_in, fan_out) in enumerate(dims[:-1]):
+        shapes[f"params.layer_{layer}.kernel"] = (fan_in, fan_out)
+        shapes[f"params.layer_{layer}.bias"] = (fan_out,)
+    shapes["params.output.kernel"] = (dims[-1][0], 1)
+    shapes["params.output.bias"] = (1,)
+    return shapes
+
+
+def flatten_params(params: Params) -> dict[str, jax.Array]:
+    """Nested params -> {"params.layer_0.kernel": array, ...}."""
+    flat = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        flat[".".join(str(getattr(k, "key", k)) for k in path)] = leaf
+    return flat
+
+
+def unflatten_params(flat: dict[str, Any]) -> Params:
+    nested: dict = {}
+    for name, value in flat.items():
+        node = nested
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
