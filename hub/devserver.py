@@ -536,6 +536,9 @@ class HubApp:
 
     def _info(self, req: Request, repo: Repo, commit: Commit, *, siblings: bool, blobs: bool,
               card: bool) -> dict:
+        expand = req.query.get("expand") or req.query.get("expand[]")
+        if expand:  # compute everything, keep what was asked for
+            siblings = blobs = card = True
         card_data = self._card(commit) or {}
         library = card_data.get("library_name")
         tags = [str(t) for t in (card_data.get("tags") or []) if isinstance(t, (str, int, float))]
@@ -565,7 +568,6 @@ class HubApp:
                 rows.append(row)
             info["siblings"] = rows
             info["usedStorage"] = sum(e.size for e in commit.files.values())
-        expand = req.query.get("expand") or req.query.get("expand[]")
         if expand:
             info = {k: v for k, v in info.items() if k in ("_id", "id") or k in expand}
         return info

@@ -116,8 +116,9 @@ def translate(exc: BaseException, repo_id: str, *, action: str, revision: str | 
         return AuthError(f"The Hub{where} refused to let this token write to {repo_id} (403 Forbidden): "
                          f"use a token with write access to that namespace; {TOKEN_HINT}.", repo_id=repo_id)
     if isinstance(exc, (hf.OfflineModeIsEnabled, hf.LocalEntryNotFoundError)):
-        return HubError(f"{repo_id} is not in the local cache and the Hub cannot be reached (offline mode "
-                        "or no connection): pull it once while online.", repo_id=repo_id)
+        return HubError(f"{repo_id} is not in the local cache and the Hub{where} cannot be reached (offline "
+                        "mode or no connection): check the connection and HF_ENDPOINT, or unset HF_HUB_OFFLINE, "
+                        "and pull it once while online.", repo_id=repo_id)
     if isinstance(exc, hf.HfHubHTTPError):
         return UploadError(f"The Hub{where} failed while {action} {repo_id} (HTTP {status}); nothing was "
                            "changed there, try again later.", repo_id=repo_id) if action.startswith("pushing") \
