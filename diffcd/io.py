@@ -1,0 +1,501 @@
+"""Reading and writing point clouds and meshes, and the normalisation into the unit box.
+
+Every reader validates what it reads and raises ``PointCloudError`` or ``MeshError`` with a
+message that names the file, the problem and what to do; a parser's own exception is kept as
+the ``__cause__``. See method.md section 1 for the normalisation.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from diffcd.errors import ConfigError, DiffCDWarning, MeshError, PointCloudError
+from diffcd.metrics import _sample_triangles
+
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "MESH_EXTENSIONS",
+    "SAVE_EXTENSIONS",
+    "PointCloud",
+    "Normalization",
+    "load_point_cloud",
+    "points_from_array",
+    "load_mesh",
+    "save_point_cloud",
+]
+
+SUPPORTED_EXTENSIONS = (".npy", ".npz", ".xyz", ".txt", ".pts", ".ply", ".obj", ".off", ".stl")
+MESH_EXTENSIONS = (".ply", ".obj", ".off", ".stl", ".glb")
+SAVE_EXTENSIONS = (".npy", ".npz", ".xyz", ".txt", ".pts", ".ply")
+_NUMPY_EXTENSIONS = (".npy", ".npz")
+_TEXT_EXTENSIONS = (".xyz", ".txt", ".pts")
+_POINT_KEYS = ("points", "xyz", "pts")
+_NORMAL_KEYS = ("normals", "normal")
+# Local sigma uses each point's 50th nearest other point, so 51 points is the least that works.
+DEFAULT_MIN_POINTS = 51
+DEFAULT_MAX_POINTS = 1_000_000
+# float32 keeps about 7 significant digits: warn when coordinates dwarf the cloud's size.
+_FAR_FROM_ORIGIN_RATIO = 1e4
+
+
+@dataclass(frozen=True, eq=False)
+class PointCloud:
+    """A validated point cloud in its original coordinates.
+
+    Attributes:
+      points: ``(N, 3)`` float32, all finite, N >= the loader's ``min_points``.
+      normals: ``(N, 3)`` float32 unit vectors, or None when the input had none.
+      source: where the points came from (a file path, or "array").
+      original_count: number of points before downsampling (``== len(points)`` when none).
+    """
+
+    points: np.ndarray
+    normals: np.ndarray | None
+    source: str
+    original_count: int
+
+    @property
+    def downsampled(self) -> bool:
+        """Whether points were dropped to respect ``max_points``."""
+        return self.original_count > len(self.points)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """The map from original coordinates into the unit box: ``x -> (x - center) / scale``.
+
+    ``from_points`` uses the middle of the axis-aligned bounding box as the centre and its longest
+    side as the scale, so normalised points lie in [-0.5, 0.5]^3 (method.md section 1).
+    """
+
+    center: tuple[float, float, float]
+    scale: float
+
+    def __post_init__(self):
+        center = tuple(float(c) for c in np.asarray(self.center, dtype=np.float64).reshape(-1))
+        scale = float(self.scale)
+        if len(center) != 3 or not np.isfinite(center).all():
+            raise ValueError(f"Normalization centre must be three finite numbers, got {self.center!r}.")
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f"Normalization scale must be a positive finite number, got {self.scale!r}.")
+        object.__setattr__(self, "center", center)
+        object.__setattr__(self, "scale", scale)
+
+    @classmethod
+    def from_points(cls, points) -> "Normalization":
+        """The normalisation of a cloud: bounding-box centre and longest side.
+
+        Raises:
+          PointCloudError: the points are empty, non-finite or all identical.
+        """
+        array = np.asarray(getattr(points, "points", points), dtype=np.float64).reshape(-1, 3)
+        if len(array) == 0 or not np.isfinite(array).all():
+            raise PointCloudError("Cannot normalise an empty or non-finite point set; "
+                                  "load it with load_point_cloud first.")
+        low, high = array.min(axis=0), array.max(axis=0)
+        scale = float((high - low).max())
+        if scale <= 0:
+            raise PointCloudError("Cannot normalise: all points are identical (zero extent).")
+        return cls(center=tuple((low + high) / 2), scale=scale)
+
+    def _constants(self, x):
+        dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
+        if x.shape[-1:] != (3,):
+            raise ValueError(f"Expected an array of shape (..., 3), got {tuple(x.shape)}.")
+        return np.asarray(self.center, dtype=dtype), np.asarray(self.scale, dtype=dtype)
+
+    def apply(self, x):
+        """Original coordinates -> normalised: ``(x - center) / scale``; keeps a float dtype."""
+        x = x if hasattr(x, "dtype") and hasattr(x, "shape") else np.asarray(x, dtype=np.float64)
+        center, scale = self._constants(x)
+        return (x - center) / scale
+
+    def undo(self, x):
+        """Normalised coordinates -> original: ``x * scale + center``; keeps a float dtype."""
+        x = x if hasattr(x, "dtype") and hasattr(x, "shape") else np.asarray(x, dtype=np.float64)
+        center, scale = self._constants(x)
+        return x * scale + center
+
+    def to_dict(self) -> dict:
+        """A JSON-ready form: ``{"center": [x, y, z], "scale": s}``."""
+        return {"center": list(self.center), "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Normalization":
+        """The inverse of ``to_dict``."""
+        return cls(center=tuple(data["center"]), scale=data["scale"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation shared by every reader
+
+
+def _check_limits(max_points: int, min_points: int) -> None:
+    if int(min_points) != min_points or min_points < 1:
+        raise ConfigError(f"min_points must be a positive integer, got {min_points!r}.")
+    if int(max_points) != max_points or max_points < min_points:
+        raise ConfigError(f"max_points must be an integer of at least min_points ({min_points}), "
+                          f"got {max_points!r}.")
+
+
+def _numeric(array, name: str) -> np.ndarray:
+    array = np.asarray(array)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise PointCloudError(f"{name}: holds {array.dtype} values, not numbers; "
+                              "store the coordinates as a float array.")
+    return array.astype(np.float64, copy=False)
+
+
+def _unit_normals(normals: np.ndarray, name: str) -> np.ndarray | None:
+    """Unit normals, or None (with a warning) when the columns are not normals (e.g. colours)."""
+    lengths = np.linalg.norm(normals, axis=1)
+    if np.all(lengths > 1e-12) and 0.9 <= np.median(lengths) <= 1.1:
+        return (normals / lengths[:, None]).astype(np.float32)
+    warnings.warn(f"{name}: columns 4-6 are not unit normals (colours?), so they are ignored.",
+                  DiffCDWarning, stacklevel=4)
+    return None
+
+
+def _make_cloud(array, normals, name: str, source: str, *, max_points: int, min_points: int,
+                seed: int, explicit_normals: bool = False) -> PointCloud:
+    """Validates an (N, 3) or (N, 6) array (plus optional normals) and builds a PointCloud."""
+    _check_limits(max_points, min_points)
+    array = _numeric(array, name)
+    if array.ndim != 2 or array.shape[1] not in (3, 6):
+        hint = ""
+        if array.ndim == 2 and array.shape[0] in (3, 6) and array.shape[1] not in (3, 6):
+            hint = " It looks transposed: save array.T instead."
+        raise PointCloudError(f"{name}: expected an array of shape (N, 3) for x y z or (N, 6) with "
+                              f"normals, got {array.shape}.{hint}")
+    if array.shape[1] == 6:
+        array, normals = array[:, :3], array[:, 3:]
+    elif normals is not None:
+        normals = _numeric(normals, name)
+        if normals.shape != array.shape:
+            raise PointCloudError(f"{name}: the normals have shape {normals.shape} but the points "
+                                  f"{array.shape}; store one normal per point or none.")
+    count = len(array)
+    if count == 0:
+        raise PointCloudError(f"{name}: contains no points; check that the file holds the scan.")
+    if count == 1:
+        raise PointCloudError(f"{name}: contains a single point; a surface needs at least "
+                              f"{min_points} points.")
+    rows = np.isfinite(array).all(axis=1)
+    if normals is not None:
+        rows &= np.isfinite(normals).all(axis=1)
+    if not rows.all():
+        raise PointCloudError(f"{name}: {count - int(rows.sum())} of {count} rows contain NaN or inf "
+                              "values; remove them or re-export the scan.")
+    if count < min_points:
+        raise PointCloudError(f"{name}: has {count} points but at least {min_points} are needed "
+                              "(each point's scale comes from its 50th nearest neighbour); "
+                              "use a denser scan.")
+    extent = np.ptp(array, axis=0)
+    if extent.max() == 0:
+        raise PointCloudError(f"{name}: all {count} points are identical (zero extent); "
+                              "there is no surface to fit.")
+    centred = array - array.mean(axis=0)
+    spread = np.linalg.eigvalsh(centred.T @ centred)  # ascending: a line has one non-zero value
+    if spread[1] <= 1e-12 * spread[2]:
+        raise PointCloudError(f"{name}: all points lie on a line; there is no surface to fit.")
+    if np.abs(array).max() > _FAR_FROM_ORIGIN_RATIO * extent.max():
+        warnings.warn(f"{name}: the coordinates are far from the origin compared with the cloud's "
+                      "size, so float32 storage loses precision; subtract a centre before loading.",
+                      DiffCDWarning, stacklevel=3)
+    if normals is not None:
+        normals = _unit_normals(normals, name) if not explicit_normals else _explicit_normals(normals, name)
+    if count > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(count, size=max_points, replace=False))
+        array = array[keep]
+        normals = None if normals is None else normals[keep]
+        warnings.warn(f"{name}: {count} points is more than max_points={max_points}; using a random "
+                      f"subset of {max_points} (seed {seed}).", DiffCDWarning, stacklevel=3)
+    points = np.ascontiguousarray(array, dtype=np.float32)
+    if normals is not None:
+        normals = np.ascontiguousarray(normals, dtype=np.float32)
+    return PointCloud(points=points, normals=normals, source=source, original_count=count)
+
+
+def _explicit_normals(normals: np.ndarray, name: str) -> np.ndarray:
+    """Normals stored as such (a ``normals`` array or face normals): must be non-zero."""
+    lengths = np.linalg.norm(normals, axis=1)
+    if np.any(lengths <= 1e-12):
+        raise PointCloudError(f"{name}: {int(np.sum(lengths <= 1e-12))} normals have zero length; "
+                              "fix them or drop the normals.")
+    return (normals / lengths[:, None]).astype(np.float32)
+
+
+def points_from_array(arr, *, source: str = "array", max_points: int = DEFAULT_MAX_POINTS,
+                      min_points: int = DEFAULT_MIN_POINTS, seed: int = 0) -> PointCloud:
+    """Validates an in-memory ``(N, 3)`` (or ``(N, 6)`` with normals) array as a point cloud.
+
+    Same checks as ``load_point_cloud``: shape, NaN/inf rows, at least ``min_points`` points, a
+    non-degenerate bounding box; above ``max_points`` a seeded random subset is kept (with a
+    ``DiffCDWarning``).
+
+    Raises:
+      PointCloudError: the array fails a check.
+    """
+    return _make_cloud(arr, None, source, source, max_points=max_points, min_points=min_points,
+                       seed=seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Readers
+
+
+def _check_file(path: Path, extensions: tuple[str, ...], error: type) -> None:
+    if not path.exists():
+        raise error(f"{path}: file not found; check the path.")
+    if path.is_dir():
+        raise error(f"{path}: is a folder, not a file; pass the file inside it.")
+    if path.suffix.lower() not in extensions:
+        raise error(f"{path.name}: unknown file type {path.suffix or '(no extension)'!r}; "
+                    f"supported: {', '.join(extensions)}.")
+    if path.stat().st_size == 0:
+        raise error(f"{path.name}: the file is empty; re-export it.")
+
+
+def _read_numpy(path: Path):
+    """(array, normals or None, normals stored as such) from a .npy or .npz file."""
+    name, is_npy = path.name, path.suffix.lower() == ".npy"
+    with path.open("rb") as file:
+        head = file.read(6)
+    if is_npy and head != b"\x93NUMPY":
+        raise PointCloudError(f"{name}: not a NumPy .npy file (the NumPy header is missing); "
+                              "save the points with numpy.save(path, points).")
+    if not is_npy and not zipfile.is_zipfile(path):
+        raise PointCloudError(f"{name}: not a NumPy .npz archive; save the points with "
+                              "numpy.savez(path, points=points).")
+    try:
+        if is_npy:
+            return np.load(path, allow_pickle=False), None, False
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.files)
+            normal_key = next((k for k in _NORMAL_KEYS if k in keys), None)
+            candidates = [k for k in keys if k != normal_key]
+            if not candidates:
+                raise PointCloudError(f"{name}: holds no point array; save the points under the "
+                                      "key 'points'.")
+            key = next((k for k in _POINT_KEYS if k in keys), candidates[0])
+            normals = None if normal_key is None else archive[normal_key]
+            return archive[key], normals, normals is not None
+    except PointCloudError:
+        raise
+    except Exception as error:  # numpy raises ValueError, OSError, zipfile errors, EOFError...
+        if "pickle" in str(error).lower():
+            reason = "it holds pickled Python objects, which diffcd never loads"
+        else:
+            reason = f"{type(error).__name__}: {error}"
+        raise PointCloudError(f"{name}: could not be read ({reason}); save the points as a plain "
+                              "float (N, 3) array with numpy.save or numpy.savez.") from error
+
+
+def _header_lines(lines: list[str]) -> int:
+    """How many leading lines to skip: comments, then one count or column-name line if present."""
+    for index, line in enumerate(lines):
+        tokens = line.split()
+        if not tokens or tokens[0].startswith(("#", "//")):
+            continue
+        if len(tokens) == 1:  # a point count, as some .pts writers put first
+            return index + 1
+        try:
+            [float(t) for t in tokens]
+        except ValueError:
+            return index + 1 if not any(_is_number(t) for t in tokens) else index
+        return index
+    return len(lines)
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False
+
+
+def _read_text(path: Path):
+    name = path.name
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise PointCloudError(f"{name}: not a text file (it has bytes that are not UTF-8); "
+                              f"{path.suffix} files must hold one 'x y z' row per point.") from error
+    text = text.replace(",", " ").replace(";", " ").replace("\t", " ")
+    skip = _header_lines(text.splitlines()[:1000])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns on empty input; we report it below
+            array = np.loadtxt(_io.StringIO(text), comments=("#", "//"), skiprows=skip, ndmin=2,
+                               dtype=np.float64)
+    except ValueError as error:
+        raise PointCloudError(f"{name}: could not parse the rows as numbers ({error}); each row must "
+                              "be 'x y z' or 'x y z nx ny nz', separated by spaces or commas.") from error
+    if array.size == 0:
+        array = np.empty((0, 3))
+    return array, None, False
+
+
+def _load_trimesh(path: Path, error: type, *, process: bool):
+    kind = path.suffix.lower().lstrip(".").upper()
+    try:
+        loaded = trimesh.load(str(path), file_type=kind.lower(), process=process)
+    except Exception as cause:  # trimesh raises many types (ValueError, KeyError, struct.error...)
+        if isinstance(cause, (UnicodeError, ImportError)):  # text parser fed binary bytes
+            reason = "it holds binary data that is not valid for this format"
+        else:
+            reason = f"{type(cause).__name__}: {cause}"
+        raise error(f"{path.name}: could not be read as {kind} ({reason}); check that the file is "
+                    "not corrupted, or re-export it.") from cause
+    geometries = loaded.dump() if isinstance(loaded, trimesh.Scene) else [loaded]
+    meshes = [g for g in geometries if isinstance(g, trimesh.Trimesh) and len(g.faces) > 0]
+    others = [g for g in geometries if g not in meshes and hasattr(g, "vertices")]
+    return meshes, others
+
+
+def _ply_vertex_normals(geometry) -> np.ndarray | None:
+    raw = getattr(geometry, "metadata", {}).get("_ply_raw", {})
+    data = raw.get("vertex", {}).get("data") if isinstance(raw, dict) else None
+    names = getattr(getattr(data, "dtype", None), "names", None) or ()
+    if all(n in names for n in ("nx", "ny", "nz")):
+        return np.stack([data["nx"], data["ny"], data["nz"]], axis=1).reshape(-1, 3)
+    return None
+
+
+def _read_geometry(path: Path, mesh_samples: int, seed: int):
+    meshes, others = _load_trimesh(path, PointCloudError, process=False)
+    if meshes:
+        triangles = np.concatenate([np.asarray(m.vertices, np.float64)[np.asarray(m.faces)]
+                                    for m in meshes])
+        if not np.isfinite(triangles).all():
+            raise PointCloudError(f"{path.name}: the mesh has NaN or inf vertex coordinates; "
+                                  "repair or re-export it.")
+        try:
+            points, normals, _ = _sample_triangles(triangles, mesh_samples, seed, f"mesh in {path.name}")
+        except MeshError as cause:
+            raise PointCloudError(str(cause)) from cause
+        return points, normals, True
+    vertices = [np.asarray(g.vertices, dtype=np.float64).reshape(-1, 3) for g in others]
+    if not vertices or sum(len(v) for v in vertices) == 0:
+        raise PointCloudError(f"{path.name}: contains no points or faces; re-export it.")
+    normals = [_ply_vertex_normals(g) for g in others]
+    if any(n is None for n in normals) or len(others) != 1:
+        normals = [None]
+    return np.concatenate(vertices), normals[0], False
+
+
+def load_point_cloud(path, *, max_points: int = DEFAULT_MAX_POINTS, mesh_samples: int = 100_000,
+                     min_points: int = DEFAULT_MIN_POINTS, seed: int = 0) -> PointCloud:
+    """Reads a point cloud (or samples one from a mesh) and validates it.
+
+    Formats: .npy (an (N, 3) or (N, 6) array), .npz (the array named points, xyz or pts, else the
+    first; optional 'normals'), .xyz/.txt/.pts (3 or 6 columns separated by spaces or commas; '#'
+    comments and one header line are skipped), .ply/.obj/.off/.stl (a mesh with faces is sampled
+    area-uniformly with its face normals; a point-only PLY or OBJ gives its vertices).
+
+    Args:
+      path: the file.
+      max_points: above this, a random subset (seeded) is kept, with a ``DiffCDWarning``.
+      mesh_samples: points drawn from a mesh file.
+      min_points: fewest points accepted (51: the local scale uses the 50th neighbour).
+      seed: seed of the mesh sampling and of the downsampling.
+
+    Returns:
+      A ``PointCloud`` in the file's coordinates; a 6th-column or 'normals' array becomes
+      ``normals`` (columns that are not unit vectors, such as colours, are ignored with a warning).
+
+    Raises:
+      PointCloudError: missing, empty, unreadable or unsupported file; NaN/inf rows; too few
+        points; a wrong shape; all points identical or collinear.
+    """
+    path = Path(path)
+    _check_file(path, SUPPORTED_EXTENSIONS, PointCloudError)
+    _check_limits(max_points, min_points)
+    extension = path.suffix.lower()
+    if extension in _NUMPY_EXTENSIONS:
+        array, normals, explicit = _read_numpy(path)
+    elif extension in _TEXT_EXTENSIONS:
+        array, normals, explicit = _read_text(path)
+    else:
+        array, normals, explicit = _read_geometry(path, mesh_samples, seed)
+    return _make_cloud(array, normals, path.name, str(path), max_points=max_points,
+                       min_points=min_points, seed=seed, explicit_normals=explicit)
+
+
+def load_mesh(path) -> trimesh.Trimesh:
+    """Reads a triangle mesh (.ply, .obj, .off, .stl, .glb); scenes are merged into one mesh.
+
+    Raises:
+      MeshError: missing, empty, unreadable or unsupported file; no faces (a point cloud);
+        NaN/inf vertices; zero surface area.
+    """
+    path = Path(path)
+    _check_file(path, MESH_EXTENSIONS, MeshError)
+    meshes, _ = _load_trimesh(path, MeshError, process=True)
+    if not meshes:
+        raise MeshError(f"{path.name}: has no faces (it is a point cloud, not a mesh); "
+                        "pass a triangle mesh.")
+    mesh = meshes[0] if len(meshes) == 1 else trimesh.util.concatenate(meshes)
+    if not np.isfinite(mesh.vertices).all():
+        raise MeshError(f"{path.name}: has NaN or inf vertex coordinates; repair or re-export it.")
+    if not mesh.area > 0:
+        raise MeshError(f"{path.name}: has zero surface area (every face is degenerate); "
+                        "check that it holds the intended geometry.")
+    return mesh
+
+
+# ----------------------------------------------------------------------------------------------
+# Writers
+
+
+def _ply_bytes(points: np.ndarray, normals: np.ndarray | None) -> bytes:
+    names = ["x", "y", "z"] + ([] if normals is None else ["nx", "ny", "nz"])
+    header = ["ply", "format binary_little_endian 1.0", f"element vertex {len(points)}"]
+    header += [f"property float {n}" for n in names] + ["end_header", ""]
+    data = points if normals is None else np.hstack([points, normals])
+    return "\n".join(header).encode("ascii") + np.ascontiguousarray(data, dtype="<f4").tobytes()
+
+
+def save_point_cloud(path, points, normals=None) -> Path:
+    """Writes points (and normals) as .npy/.npz (float32), .xyz/.txt/.pts (text) or binary .ply.
+
+    A .npy holds an (N, 3) array, or (N, 6) with normals; a .npz holds 'points' and 'normals'.
+
+    Raises:
+      PointCloudError: an unsupported extension or badly shaped arrays.
+    """
+    path = Path(path)
+    extension = path.suffix.lower()
+    if extension not in SAVE_EXTENSIONS:
+        raise PointCloudError(f"{path.name}: cannot write {extension or '(no extension)'!r} files; "
+                              f"use one of {', '.join(SAVE_EXTENSIONS)}.")
+    points = np.asarray(getattr(points, "points", points), dtype=np.float32)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise PointCloudError(f"{path.name}: points must have shape (N, 3), got {points.shape}.")
+    if normals is not None:
+        normals = np.asarray(normals, dtype=np.float32)
+        if normals.shape != points.shape:
+            raise PointCloudError(f"{path.name}: normals must have the points' shape {points.shape}, "
+                                  f"got {normals.shape}.")
+    data = points if normals is None else np.hstack([points, normals])
+    if extension == ".npy":
+        np.save(path, data)
+    elif extension == ".npz":
+        arrays = {"points": points} if normals is None else {"points": points, "normals": normals}
+        np.savez(path, **arrays)
+    elif extension == ".ply":
+        path.write_bytes(_ply_bytes(points, normals))
+    else:
+        np.savetxt(path, data, fmt="%.9g")
+    return path
