@@ -306,7 +306,8 @@ class Fitter:
         """Train to the configured number of steps, yielding an event after every chunk.
 
         Args:
-          snapshot_every: attach a mesh of the current fit every this many steps (None: never).
+          snapshot_every: attach a mesh of the current fit every this many steps (None: never);
+            chunks end at these steps, so snapshots come at exact multiples.
           snapshot_resolution: grid resolution of those snapshot meshes.
           callback: also called with every event (for callers that do not iterate).
         """
@@ -323,6 +324,8 @@ class Fitter:
             active = min(self.config.chunk_steps, total - step)
             if refresh:
                 active = min(active, refresh - step % refresh)
+            if snapshot_every:
+                active = min(active, next_snapshot - step)
             outputs = self._run_chunk(step, active)
             event = self._event(outputs, active)
             if snapshot_every and (self.state.step >= next_snapshot or self.state.step == total):
