@@ -86,7 +86,8 @@ def translate(exc: BaseException, repo_id: str, *, action: str, revision: str | 
     if isinstance(exc, HubError):
         return exc
     cause = exc.__cause__
-    if isinstance(exc, (RuntimeError, ValueError)) and isinstance(cause, Exception):
+    if isinstance(exc, (RuntimeError, ValueError)) and not isinstance(exc, hf.HfHubHTTPError) \
+            and isinstance(cause, Exception):
         # huggingface_hub wraps failed LFS uploads and forced downloads around the real error
         return translate(cause, repo_id, action=action, revision=revision, token_given=token_given,
                          endpoint=endpoint)
@@ -120,10 +121,15 @@ def translate(exc: BaseException, repo_id: str, *, action: str, revision: str | 
                         "mode or no connection): check the connection and HF_ENDPOINT, or unset HF_HUB_OFFLINE, "
                         "and pull it once while online.", repo_id=repo_id)
     if isinstance(exc, hf.HfHubHTTPError):
-        return UploadError(f"The Hub{where} failed while {action} {repo_id} (HTTP {status}); nothing was "
-                           "changed there, try again later.", repo_id=repo_id) if action.startswith("pushing") \
-            else HubError(f"The Hub{where} failed while {action} {repo_id} (HTTP {status}): try again later.",
-                          repo_id=repo_id)
+        pushing = action.startswith("pushing")
+        cls = UploadError if pushing else HubError
+        unchanged = "; nothing was committed" if pushing else ""
+        if status is not None and 400 <= status < 500:
+            reason = server_message or "the request was refused"
+            return cls(f"The Hub{where} refused {action} {repo_id} (HTTP {status}: {reason}){unchanged}.",
+                       repo_id=repo_id)
+        return cls(f"The Hub{where} failed while {action} {repo_id} (HTTP {status}){unchanged}: try again "
+                   "later.", repo_id=repo_id)
     if type(exc).__module__.startswith(("httpx", "httpcore")) or isinstance(exc, (ConnectionError, OSError)):
         return HubError(f"Cannot reach the Hub{where} while {action} {repo_id} ({type(exc).__name__}): "
                         "check the connection and HF_ENDPOINT.", repo_id=repo_id)

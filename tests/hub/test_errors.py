@@ -158,10 +158,18 @@ def test_server_failure_mid_push_leaves_repo_unchanged(hub_server, api, tmp_path
     with pytest.raises(HubError, match="user/fragile") as info:
         push_checkpoint(make_run(tmp_path / "b", seed=2), "user/fragile", token=TOKEN)
     if status == 500:
-        assert isinstance(info.value, UploadError) and "nothing was changed" in str(info.value)
+        assert isinstance(info.value, UploadError) and "nothing was committed" in str(info.value)
     assert api.model_info("user/fragile").sha == first.commit_sha
     assert {f.path: f.blob_id for f in api.list_repo_tree("user/fragile", recursive=True)} == files
     assert len(api.list_repo_commits("user/fragile")) == 2  # the initial commit and the first push
+
+
+def test_push_to_a_tag_is_refused(hub_server, api, tmp_path):
+    run = make_run(tmp_path / "run")
+    push_checkpoint(run, "user/tagged", token=TOKEN)
+    api.create_tag("user/tagged", tag="v1")
+    with pytest.raises(UploadError, match=r"refused pushing to user/tagged \(HTTP 400: Invalid branch name: v1\)"):
+        push_checkpoint(run, "user/tagged", token=TOKEN, revision="v1")
 
 
 def test_unreachable_hub(hf_env, tmp_path):
