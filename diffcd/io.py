@@ -166,64 +166,74 @@ def _unit_normals(normals: np.ndarray, name: str) -> np.ndarray | None:
     return None
 
 
-def _make_cloud(array, normals, name: str, source: str, *, max_points: int, min_points: int,
-                seed: int, explicit_normals: bool = False) -> PointCloud:
-    """Validates an (N, 3) or (N, 6) array (plus optional normals) and builds a PointCloud."""
-    _check_limits(max_points, min_points)
+def _split_columns(array, normals, name: str):
+    """(points, normals) as float64 from an (N, 3) or (N, 6) array and optional normals."""
     array = _numeric(array, name)
     if array.ndim != 2 or array.shape[1] not in (3, 6):
         hint = ""
-        if array.ndim == 2 and array.shape[0] in (3, 6) and array.shape[1] not in (3, 6):
+        if array.ndim == 2 and array.shape[0] in (3, 6):
             hint = " It looks transposed: save array.T instead."
         raise PointCloudError(f"{name}: expected an array of shape (N, 3) for x y z or (N, 6) with "
                               f"normals, got {array.shape}.{hint}")
     if array.shape[1] == 6:
-        array, normals = array[:, :3], array[:, 3:]
-    elif normals is not None:
+        return array[:, :3], array[:, 3:]
+    if normals is not None:
         normals = _numeric(normals, name)
         if normals.shape != array.shape:
             raise PointCloudError(f"{name}: the normals have shape {normals.shape} but the points "
                                   f"{array.shape}; store one normal per point or none.")
-    count = len(array)
+    return array, normals
+
+
+def _check_points(points: np.ndarray, normals, name: str, min_points: int) -> None:
+    """Raises PointCloudError unless the points can define a surface."""
+    count = len(points)
     if count == 0:
         raise PointCloudError(f"{name}: contains no points; check that the file holds the scan.")
     if count == 1:
         raise PointCloudError(f"{name}: contains a single point; a surface needs at least "
                               f"{min_points} points.")
-    rows = np.isfinite(array).all(axis=1)
+    finite = np.isfinite(points).all(axis=1)
     if normals is not None:
-        rows &= np.isfinite(normals).all(axis=1)
-    if not rows.all():
-        raise PointCloudError(f"{name}: {count - int(rows.sum())} of {count} rows contain NaN or inf "
-                              "values; remove them or re-export the scan.")
+        finite &= np.isfinite(normals).all(axis=1)
+    if not finite.all():
+        raise PointCloudError(f"{name}: {count - int(finite.sum())} of {count} rows contain NaN or "
+                              "inf values; remove them or re-export the scan.")
     if count < min_points:
         raise PointCloudError(f"{name}: has {count} points but at least {min_points} are needed "
                               "(each point's scale comes from its 50th nearest neighbour); "
                               "use a denser scan.")
-    extent = np.ptp(array, axis=0)
-    if extent.max() == 0:
+    if np.ptp(points, axis=0).max() == 0:
         raise PointCloudError(f"{name}: all {count} points are identical (zero extent); "
                               "there is no surface to fit.")
-    centred = array - array.mean(axis=0)
+    centred = points - points.mean(axis=0)
     spread = np.linalg.eigvalsh(centred.T @ centred)  # ascending: a line has one non-zero value
     if spread[1] <= 1e-12 * spread[2]:
         raise PointCloudError(f"{name}: all points lie on a line; there is no surface to fit.")
-    if np.abs(array).max() > _FAR_FROM_ORIGIN_RATIO * extent.max():
+
+
+def _make_cloud(array, normals, name: str, source: str, *, max_points: int, min_points: int,
+                seed: int, explicit_normals: bool = False) -> PointCloud:
+    """Validates an (N, 3) or (N, 6) array (plus optional normals) and builds a PointCloud."""
+    _check_limits(max_points, min_points)
+    points, normals = _split_columns(array, normals, name)
+    _check_points(points, normals, name, min_points)
+    if np.abs(points).max() > _FAR_FROM_ORIGIN_RATIO * np.ptp(points, axis=0).max():
         warnings.warn(f"{name}: the coordinates are far from the origin compared with the cloud's "
                       "size, so float32 storage loses precision; subtract a centre before loading.",
                       DiffCDWarning, stacklevel=3)
     if normals is not None:
-        normals = _unit_normals(normals, name) if not explicit_normals else _explicit_normals(normals, name)
+        normals = _explicit_normals(normals, name) if explicit_normals else _unit_normals(normals, name)
+    count = len(points)
     if count > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(count, size=max_points, replace=False))
-        array = array[keep]
+        points = points[keep]
         normals = None if normals is None else normals[keep]
         warnings.warn(f"{name}: {count} points is more than max_points={max_points}; using a random "
                       f"subset of {max_points} (seed {seed}).", DiffCDWarning, stacklevel=3)
-    points = np.ascontiguousarray(array, dtype=np.float32)
-    if normals is not None:
-        normals = np.ascontiguousarray(normals, dtype=np.float32)
-    return PointCloud(points=points, normals=normals, source=source, original_count=count)
+    return PointCloud(points=np.ascontiguousarray(points, dtype=np.float32),
+                      normals=None if normals is None else np.ascontiguousarray(normals, np.float32),
+                      source=source, original_count=count)
 
 
 def _explicit_normals(normals: np.ndarray, name: str) -> np.ndarray:

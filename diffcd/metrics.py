@@ -7,7 +7,7 @@ normalised to a unit bounding box, so multiply by those factors (after normalisi
 
 References:
   Härenstam-Nielsen et al., "DiffCD: A Symmetric Differentiable Chamfer Distance for Neural
-  Implicit Surface Fitting", ECCV 2024, section 5 (evaluation protocol).
+  Implicit Surface Fitting", ECCV 2024 (its evaluation protocol).
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ __all__ = ["sample_surface", "evaluate_mesh", "cloud_surface_distances"]
 
 # The ground truth's longest bounding-box side times this is the default F-score threshold.
 DEFAULT_FSCORE_FRACTION = 0.01
-# Points per batch when measuring exact point-to-mesh distances.
+# Exact point-to-mesh distances: points per batch in the first pass, and the most candidate
+# (point, face) pairs held at once in the second.
 _CHUNK = 16_384
+_MAX_HITS = 1_000_000
+# Relative error allowed for points far from the surface (see _point_to_surface).
+_FAR_RTOL = 0.01
 
 
 def _triangles(mesh: trimesh.Trimesh, what: str) -> np.ndarray:
@@ -205,56 +209,70 @@ def _split_large_faces(triangles: np.ndarray) -> np.ndarray:
     return np.concatenate(done)
 
 
-def _point_to_surface(points: np.ndarray, triangles: np.ndarray, samples: np.ndarray,
-                      sample_face: np.ndarray) -> np.ndarray:
-    """Exact distance of each point to the mesh (not limited by the sample spacing).
+def _point_to_surface(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Distance of each point to the mesh: exact near the surface, within 1% far from it.
 
-    Pass 1 gives an upper bound: the distance to the faces of the nearest surface sample and of
-    the nearest face centroid. Pass 2 checks every face (large ones cut into pieces) whose
-    bounding box comes within that bound.
+    Large faces are first cut into pieces of similar size. The nearest piece centroid gives an
+    upper bound (the distance to that piece) and a lower bound (the centroid's distance minus
+    the largest piece radius). Where the two are within 1% the upper bound is kept (points many
+    triangle sizes from the surface, which would otherwise have to check a wide patch of nearly
+    equidistant faces); elsewhere every piece whose bounding box comes within the upper bound is
+    checked.
     """
-    centroid_tree = cKDTree(triangles.mean(axis=1))
-    sample_tree = cKDTree(samples)
-    upper = np.empty(len(points))
-    for start in range(0, len(points), _CHUNK):
-        chunk = points[start:start + _CHUNK]
-        _, by_sample = sample_tree.query(chunk, k=1, workers=1)
-        _, by_centroid = centroid_tree.query(chunk, k=1, workers=1)
-        upper[start:start + _CHUNK] = np.minimum(
-            _distances_to_faces(chunk, triangles[sample_face[by_sample]]),
-            _distances_to_faces(chunk, triangles[by_centroid]))
-
     pieces = _split_large_faces(triangles)
     low, high = pieces.min(axis=1), pieces.max(axis=1)
     reach = float(_bounding_radii(pieces).max())
     tree = cKDTree(pieces.mean(axis=1))
+    result = np.empty(len(points))
+    lower = np.empty(len(points))
     for start in range(0, len(points), _CHUNK):
-        chunk, bound = points[start:start + _CHUNK], upper[start:start + _CHUNK]
-        slack = bound * (1 + 1e-9) + 1e-12 * reach
-        hits = tree.query_ball_point(chunk, slack + reach, workers=1)
-        lengths = np.fromiter((len(h) for h in hits), dtype=np.int64, count=len(hits))
-        owner = np.repeat(np.arange(len(chunk)), lengths)
+        chunk = points[start:start + _CHUNK]
+        centroid_distance, nearest = tree.query(chunk, k=1, workers=1)
+        result[start:start + _CHUNK] = _distances_to_faces(chunk, pieces[nearest])
+        lower[start:start + _CHUNK] = centroid_distance - reach
+    todo = np.flatnonzero(result - lower > _FAR_RTOL * result)
+    upper, points = result[todo], points[todo]
+    slack = upper * (1 + 1e-9) + 1e-12 * reach  # the bound, with room for rounding
+    counts = tree.query_ball_point(points, slack + reach, return_length=True, workers=1)
+    cumulative = np.cumsum(counts)
+    start = 0
+    while start < len(points):
+        # The next points with at most _MAX_HITS candidates in all (a point deep inside a concave
+        # part can see most of the mesh: it then gets a batch of its own).
+        before = cumulative[start - 1] if start else 0
+        end = max(start + 1, int(np.searchsorted(cumulative, before + _MAX_HITS, side="right")))
+        chunk, bound, limit = points[start:end], upper[start:end], slack[start:end]
+        owner = np.repeat(np.arange(len(chunk)), counts[start:end])
+        start = end
+        if not len(owner):
+            continue
+        hits = tree.query_ball_point(chunk, limit + reach, workers=1)
         piece = np.concatenate([np.asarray(h, dtype=np.int64) for h in hits])
         gap = np.maximum(np.maximum(low[piece] - chunk[owner], chunk[owner] - high[piece]), 0.0)
-        near = np.einsum("ij,ij->i", gap, gap) <= slack[owner] ** 2
+        near = np.einsum("ij,ij->i", gap, gap) <= limit[owner] ** 2
         owner, piece = owner[near], piece[near]
         if len(owner):
             np.minimum.at(bound, owner, _distances_to_faces(chunk[owner], pieces[piece]))
-    return upper
+    result[todo] = upper
+    return result
 
 
 def cloud_surface_distances(points, mesh: trimesh.Trimesh, *, n_samples: int = 30_000,
                             seed: int = 0) -> dict:
     """Directed distances between a point cloud and a surface, for fits without a ground truth.
 
-    cloud_to_surface says how well the surface explains the data (each point's distance to the
-    mesh); surface_to_cloud says whether the surface has parts no data supports (each of
-    ``n_samples`` area-uniform surface samples' distance to the nearest cloud point).
+    cloud_to_surface says how well the surface explains the data: each point's distance to the
+    mesh's triangles (not to surface samples, so a point on the surface scores 0); exact for
+    points near the surface, and at most 1% too large for points more than about a hundred
+    triangle sizes away from it.
+    surface_to_cloud says whether the surface has parts no data supports: each of ``n_samples``
+    area-uniform surface samples' distance to the nearest cloud point. Cost: about 1-2 s per
+    100k points on a 300k-face mesh (one core).
 
     Args:
       points: ``(N, 3)`` array (or a ``PointCloud``) in the mesh's coordinates.
       mesh: the fitted surface.
-      n_samples: surface samples, used for surface_to_cloud and to find candidate triangles.
+      n_samples: surface samples for surface_to_cloud.
       seed: seed of the surface sampling.
 
     Returns:
@@ -267,8 +285,8 @@ def cloud_surface_distances(points, mesh: trimesh.Trimesh, *, n_samples: int = 3
     """
     cloud = _points_array(points)
     triangles = _triangles(mesh, "mesh")
-    samples, _, sample_face = _sample_triangles(triangles, n_samples, seed, "mesh")
-    to_surface = _point_to_surface(cloud, triangles, samples, sample_face)
+    samples, _, _ = _sample_triangles(triangles, n_samples, seed, "mesh")
+    to_surface = _point_to_surface(cloud, triangles)
     to_cloud, _ = _nearest(cloud, samples)
     return {
         "cloud_to_surface_mean": float(to_surface.mean()),

@@ -261,3 +261,15 @@ def test_cloud_surface_distances_rejects_bad_points():
         cloud_surface_distances(np.zeros((5, 2)), sphere())
     with pytest.raises(MeshError):
         cloud_surface_distances(np.zeros((5, 3)), trimesh.Trimesh(vertices=np.eye(3)))
+
+
+def test_far_points_are_within_one_percent():
+    # Points hundreds of triangle sizes away keep the first-pass bound: never too small, at most
+    # 1% too large (the documented trade-off that keeps far clouds fast).
+    mesh = sphere(1.0, 4)
+    directions = np.random.default_rng(4).normal(size=(300, 3))
+    points = 6.0 * directions / np.linalg.norm(directions, axis=1, keepdims=True) + [0.5, 0, 0]
+    _, expected, _ = trimesh.proximity.closest_point_naive(mesh, points)
+    result = cloud_surface_distances(points, mesh, n_samples=2000)
+    for key, value in (("mean", expected.mean()), ("max", expected.max())):
+        assert value - 1e-12 <= result[f"cloud_to_surface_{key}"] <= 1.01 * value
