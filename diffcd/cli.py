@@ -10,7 +10,7 @@ from pathlib import Path
 
 from diffcd.errors import DiffCDError
 
-FIT_EXAMPLE = "python -m diffcd fit examples/torus.npy --method diffcd --out runs/torus"
+FIT_EXAMPLE = "python -m diffcd fit examples/torus_cloud.npy --gt-mesh examples/torus_gt.ply --out runs/torus"
 
 
 def _fit(args: argparse.Namespace) -> int:

@@ -61,9 +61,9 @@ def pulled_points(sdf: SDF, queries: jax.Array) -> jax.Array:
 
 
 def implicit_surface_loss(
-    sdf: SDF,
-    surface_points: jax.Array,
-    surface_gradients: jax.Array,
+    values: jax.Array,
+    points: jax.Array,
+    gradients: jax.Array,
     point_loss: Callable[[jax.Array], jax.Array],
 ) -> jax.Array:
     """A loss of points s on the zero level set that differentiates through s(θ).
@@ -71,20 +71,20 @@ def implicit_surface_loss(
     s moves with θ by the implicit function theorem, ∂s/∂θ = -∇ₓf (∂f/∂θ)ᵀ / |∇ₓf|². With
     v = ∂ℓ/∂s the chain rule gives ∂ℓ/∂θ = -(v·∇ₓf / |∇ₓf|²) ∂f(θ, s)/∂θ, which is the gradient of
     the surrogate -Σ stop_gradient(c_s) f(θ, s): one batched backward pass instead of one
-    parameter gradient per point. The returned value is ℓ(s) itself.
+    parameter gradient per point.
 
     Args:
-      sdf: f(θ, ·) with the parameters to differentiate bound.
-      surface_points: s, (N, 3), treated as constants (no gradient flows into them).
-      surface_gradients: ∇ₓf(s), (N, 3), constants.
+      values: f(θ, s), (N,), the only input the θ-gradient flows through.
+      points: s, (N, 3), treated as constants.
+      gradients: ∇ₓf(s), (N, 3), treated as constants.
       point_loss: ℓ, a scalar function of the points (N, 3).
     Returns:
       A scalar whose value is ℓ(s) and whose θ-gradient is the implicit one.
     """
-    points = jax.lax.stop_gradient(surface_points)
-    gradients = jax.lax.stop_gradient(surface_gradients)
+    points = jax.lax.stop_gradient(points)
+    gradients = jax.lax.stop_gradient(gradients)
     value, v = jax.value_and_grad(point_loss)(points)
     squared = jnp.maximum(jnp.sum(gradients * gradients, axis=-1), 1e-12)
     coefficients = jax.lax.stop_gradient(jnp.sum(v * gradients, axis=-1) / squared)
-    surrogate = -jnp.sum(coefficients * sdf(points))
+    surrogate = -jnp.sum(coefficients * values)
     return jax.lax.stop_gradient(value) + surrogate - jax.lax.stop_gradient(surrogate)

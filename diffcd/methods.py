@@ -193,9 +193,13 @@ def diffcd_loss(apply, params, data, config, weights, key, batch_size):
     seed_count = data["seeds"].shape[0]
     pick = jax.random.choice(k_seeds, seed_count, (min(batch_size, seed_count),), replace=False)
     seeds = data["seeds"][pick]
-    surface = losses.project_to_surface(frozen, seeds, steps=config.projection_steps)
-    surface_values, surface_gradients = losses.values_and_gradients(frozen, surface)
-    valid = jnp.abs(surface_values) < weights["valid_threshold"]
+    surface = jax.lax.stop_gradient(
+        losses.project_to_surface(frozen, seeds, steps=config.projection_steps)
+    )
+    # One pass at the projected points gives the validity test, ∇ₓf for the implicit gradient
+    # and f(θ, s), through which alone the θ-gradient flows.
+    surface_values, surface_gradients = losses.values_and_gradients(f, surface)
+    valid = jnp.abs(jax.lax.stop_gradient(surface_values)) < weights["valid_threshold"]
     targets, certified = surface_to_cloud_targets(
         surface, seeds, data["seed_candidates"][pick], data["seed_radius"][pick], data["points"]
     )
@@ -205,7 +209,7 @@ def diffcd_loss(apply, params, data, config, weights, key, batch_size):
         return jnp.sum(jnp.where(valid, losses.safe_norm(s - targets), 0.0)) / valid_count
 
     surface_to_point = losses.implicit_surface_loss(
-        f, surface, surface_gradients, mean_distance_to_cloud
+        surface_values, surface, surface_gradients, mean_distance_to_cloud
     )
     area = _area_term(f, k_area, weights, config, batch_size)
     total = (

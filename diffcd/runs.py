@@ -8,6 +8,7 @@
     summary.json            method, steps, seed, timings, nan_steps_skipped, mesh facts
     cloud_distances.json    input cloud <-> fitted surface distances (always, given the cloud)
     eval.json               metrics against a ground-truth mesh (only when one is given)
+    cloud.npy               the input cloud, subsampled to at most 20,000 points (given the cloud)
 
 A run is written into a temporary sibling folder and moved into place at the end, so an
 interrupted write never leaves partial files over an earlier run.
@@ -37,6 +38,8 @@ SUMMARY_FILE = "summary.json"
 EVAL_FILE = "eval.json"
 CLOUD_DISTANCES_FILE = "cloud_distances.json"
 METRICS_FILE = "metrics.csv"
+CLOUD_FILE = "cloud.npy"
+CLOUD_PREVIEW_POINTS = 20_000
 EVAL_KEYS = ("chamfer", "chamfer_squared", "normal_angle_deg", "hausdorff", "fscore", "fscore_threshold")
 
 
@@ -101,12 +104,22 @@ def write_run(
         if state is not None:
             save_train_state(staging / "checkpoint", state)
         write_history(staging / METRICS_FILE, result.history)
+        if cloud_points is not None:
+            np.save(staging / CLOUD_FILE, subsample(cloud_points, CLOUD_PREVIEW_POINTS))
         write_json(staging / SUMMARY_FILE, summary)
         _replace_folder(staging, run_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return summary
+
+
+def subsample(points: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """At most `count` of the points, chosen at random but reproducibly."""
+    points = np.asarray(points, np.float32)
+    if len(points) <= count:
+        return points
+    return points[np.sort(np.random.default_rng(seed).choice(len(points), count, replace=False))]
 
 
 def _short(summary: dict[str, Any]) -> dict[str, Any]:

@@ -35,9 +35,7 @@ def _surrogate_gradient(apply, params, surface, targets):
     _, gradients = losses.values_and_gradients(lambda x: apply(params, x), surface)
 
     def loss(p):
-        return losses.implicit_surface_loss(
-            lambda x: apply(p, x), surface, gradients, _point_loss(targets)
-        )
+        return losses.implicit_surface_loss(apply(p, surface), surface, gradients, _point_loss(targets))
 
     return jax.grad(loss)(params)
 
@@ -93,7 +91,7 @@ def test_surrogate_gradient_matches_finite_differences_of_the_projected_loss():
 def test_implicit_surface_loss_value_is_the_point_loss():
     apply, params, surface, targets = _setup()
     _, gradients = losses.values_and_gradients(lambda x: apply(params, x), surface)
-    value = losses.implicit_surface_loss(lambda x: apply(params, x), surface, gradients, _point_loss(targets))
+    value = losses.implicit_surface_loss(apply(params, surface), surface, gradients, _point_loss(targets))
     assert float(value) == pytest.approx(float(_point_loss(targets)(surface)), rel=1e-6)
 
 

@@ -1,0 +1,156 @@
+"""Speed benchmark: steps/s per method, compile time, meshing dense vs coarse-to-fine, memory.
+
+    python -m benchmarks.speed [--sizes cpu-quick paper] [--steps 20] [--mesh 128 256]
+
+Prints a table and writes benchmarks/results/speed-<backend>.md and .json (linked from the
+README). Timings exclude compilation: each method first runs one chunk, then a timed run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from diffcd import METHODS, Fitter, make_config
+from diffcd.io import load_point_cloud
+from diffcd.meshing import extract_mesh
+from diffcd.sdf import evaluate_in_chunks
+
+RESULTS = Path(__file__).parent / "results"
+CLOUD = Path(__file__).parent.parent / "examples" / "bracket_cloud.npy"
+
+
+def _timed_fitter(cloud, preset: str, method: str, steps: int, repeats: int):
+    base = make_config(preset, method)
+    schedule = dataclasses.replace(base.schedule, steps=(repeats + 2) * steps, warmup_steps=steps)
+    config = dataclasses.replace(base, chunk_steps=steps, schedule=schedule)
+    if method == "diffcd":  # time training steps only: no seed refresh inside the timed chunks
+        config = dataclasses.replace(
+            config, method_config=dataclasses.replace(config.method_config, seed_refresh_every=10**9)
+        )
+    return Fitter(cloud, config)
+
+
+def steps_per_second(cloud, preset: str, methods: list[str], steps: int, repeats: int) -> list[dict]:
+    """Each method's best chunk time over `repeats`, methods interleaved so that load from other
+    processes affects them alike."""
+    fitters = {m: _timed_fitter(cloud, preset, m, steps, repeats) for m in methods}
+    runs = {m: f.run() for m, f in fitters.items()}
+    for run in runs.values():
+        next(run)  # compile + first chunk (includes the step-0 seed mesh for DiffCD)
+    best = {m: float("inf") for m in methods}
+    for _ in range(repeats):
+        for method, run in runs.items():
+            start = time.perf_counter()
+            next(run)
+            best[method] = min(best[method], time.perf_counter() - start)
+    rows = []
+    for method, fitter in fitters.items():
+        runs[method].close()
+        summary = fitter.summary()
+        rows.append({
+            "preset": preset, "method": method, "batch_size": fitter.config.batch_size,
+            "compile_seconds": round(summary["compile_seconds"], 2),
+            "steps_per_second": round(steps / best[method], 3),
+            "seconds_per_step": round(best[method] / steps, 4),
+            "seed_mesh_seconds": round(summary["seed_mesh_seconds"], 2),
+        })
+    return rows
+
+
+def meshing(cloud, resolution: int, preset: str) -> dict:
+    fitter = Fitter(cloud, make_config(preset, "igr"))
+    params = fitter.state.params
+    evaluate = lambda x: evaluate_in_chunks(fitter.config.network, params, x)
+    evaluate(np.zeros((40_000, 3), np.float32))  # compile both chunk shapes
+    evaluate(np.zeros((10, 3), np.float32))
+    out = {"preset": preset, "resolution": resolution}
+    meshes = {}
+    for name, c2f in (("dense", False), ("coarse_to_fine", True)):
+        start = time.perf_counter()
+        meshes[name] = extract_mesh(evaluate, resolution, coarse_to_fine=c2f)
+        out[f"{name}_seconds"] = round(time.perf_counter() - start, 2)
+        out[f"{name}_evaluations"] = int(meshes[name].evaluated_points)
+    a, b = meshes["dense"], meshes["coarse_to_fine"]
+    out["speedup"] = round(out["dense_seconds"] / out["coarse_to_fine_seconds"], 2)
+    out["identical_vertices"] = bool(a.vertices.shape == b.vertices.shape and np.array_equal(a.vertices, b.vertices))
+    out["identical_faces"] = bool(a.faces.shape == b.faces.shape and np.array_equal(a.faces, b.faces))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["cpu-quick", "paper"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--steps", type=int, default=10, help="steps per timed chunk")
+    parser.add_argument("--repeats", type=int, default=3, help="timed chunks per method (best is kept)")
+    parser.add_argument("--mesh", nargs="+", type=int, default=[128, 256], help="meshing resolutions (paper net)")
+    parser.add_argument("--tag", default="", help="suffix of the results file")
+    args = parser.parse_args()
+
+    cloud = load_point_cloud(CLOUD)
+    backend = jax.default_backend()
+    device = jax.devices()[0].device_kind
+    rows = []
+    for preset in args.sizes:
+        for row in steps_per_second(cloud, preset, args.methods, args.steps, args.repeats):
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    mesh_rows = []
+    for resolution in args.mesh:
+        row = meshing(cloud, resolution, "paper")
+        mesh_rows.append(row)
+        print(json.dumps(row), flush=True)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M"), "backend": backend, "device": device,
+        "cpu_count": __import__("os").cpu_count(), "python": platform.python_version(),
+        "jax": jax.__version__, "cloud": f"{CLOUD.name} ({len(cloud.points)} points)",
+        "steps": rows, "meshing": mesh_rows, "peak_rss_mib": round(peak_mib),
+    }
+    ratio = {}
+    for preset in args.sizes:
+        by = {r["method"]: r for r in rows if r["preset"] == preset}
+        if "diffcd" in by and "igr" in by:
+            ratio[preset] = round(by["igr"]["steps_per_second"] / by["diffcd"]["steps_per_second"], 2)
+    report["diffcd_step_cost_vs_igr"] = ratio
+    RESULTS.mkdir(exist_ok=True)
+    name = f"speed-{backend}{'-' + args.tag if args.tag else ''}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown(report))
+    print(markdown(report))
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# Speed ({report['backend']}: {report['device']}, {report['cpu_count']} cores)",
+        "",
+        f"{report['date']}, JAX {report['jax']}, cloud {report['cloud']}; peak RSS {report['peak_rss_mib']} MiB.",
+        "",
+        "| preset | method | batch | compile s | steps/s | s/step |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report["steps"]:
+        lines.append(f"| {r['preset']} | {r['method']} | {r['batch_size']} | {r['compile_seconds']} | "
+                     f"{r['steps_per_second']} | {r['seconds_per_step']} |")
+    lines += ["", "DiffCD step cost / IGR step cost: "
+              + ", ".join(f"{k}: {v}x" for k, v in report["diffcd_step_cost_vs_igr"].items()), ""]
+    lines += ["| grid | dense s | coarse-to-fine s | speed-up | dense evals | c2f evals | same mesh |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in report["meshing"]:
+        lines.append(f"| {r['resolution']}³ | {r['dense_seconds']} | {r['coarse_to_fine_seconds']} | "
+                     f"{r['speedup']}x | {r['dense_evaluations']:,} | {r['coarse_to_fine_evaluations']:,} | "
+                     f"{r['identical_vertices'] and r['identical_faces']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""`python -m diffcd fit | mesh | eval` as a user runs them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+
+from diffcd.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SPHERE = ROOT / "examples" / "sphere_cloud.npy"
+SPHERE_GT = ROOT / "examples" / "sphere_gt.ply"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    code = main(["fit", str(SPHERE), "--method", "igr", "--steps", "60", "--resolution", "48",
+                 "--gt-mesh", str(SPHERE_GT), "--out", str(out), "--quiet"])
+    assert code == 0
+    return out
+
+
+def test_fit_writes_the_run_folder_contract(run_dir):
+    names = {p.name for p in run_dir.iterdir()}
+    assert names >= {"mesh.ply", "mesh.glb", "model.safetensors", "config.json", "checkpoint",
+                     "metrics.csv", "summary.json", "eval.json", "cloud_distances.json", "cloud.npy"}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("method", "steps", "seed", "compile_seconds", "fit_seconds", "steps_per_second",
+                "seed_mesh_seconds", "nan_steps_skipped"):
+        assert key in summary
+    assert summary["method"] == "igr" and summary["steps"] == 60
+    scores = json.loads((run_dir / "eval.json").read_text())
+    assert set(scores) >= {"chamfer", "chamfer_squared", "normal_angle_deg", "hausdorff", "fscore", "fscore_threshold"}
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and len(rows) == 61
+    mesh = trimesh.load(run_dir / "mesh.ply")
+    # Vertices come back in the input's coordinates: the example is a unit sphere.
+    assert 0.5 < np.linalg.norm(mesh.vertices, axis=1).mean() < 1.5
+    assert len(np.load(run_dir / "cloud.npy")) == 20_000
+
+
+def test_mesh_remeshes_a_stored_sdf(run_dir, tmp_path, capsys):
+    out = tmp_path / "again.glb"
+    assert main(["mesh", str(run_dir), "--resolution", "40", "--out", str(out)]) == 0
+    assert out.is_file() and "vertices" in capsys.readouterr().out
+
+
+def test_eval_prints_the_metrics(run_dir, capsys):
+    assert main(["eval", str(run_dir / "mesh.ply"), str(SPHERE_GT), "--json", "--samples", "5000"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["chamfer"] > 0 and 0 <= scores["fscore"] <= 1
+
+
+def test_existing_run_is_not_overwritten(run_dir, capsys):
+    before = (run_dir / "model.safetensors").read_bytes()
+    code = main(["fit", str(SPHERE), "--steps", "5", "--out", str(run_dir), "--quiet"])
+    assert code == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (run_dir / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fit", "missing.npy", "--out", "{tmp}/x"], "missing.npy"),
+        (["fit", str(SPHERE), "--preset", "paper", "--steps", "0", "--out", "{tmp}/x"], "steps"),
+        (["mesh", "{tmp}"], "not a diffcd checkpoint"),
+        (["eval", "{tmp}/nope.ply", str(SPHERE_GT)], "nope.ply"),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_2(args, message, tmp_path, capsys):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_module_entry_point_shows_help():
+    done = subprocess.run([sys.executable, "-m", "diffcd", "fit", "-h"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0
+    for option in ("--method", "--preset", "--steps", "--seed", "--resolution", "--gt-mesh", "--out"):
+        assert option in done.stdout

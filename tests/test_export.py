@@ -1,0 +1,110 @@
+"""The safetensors + config.json export: bit-identical round trip, validation of foreign files."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from diffcd import FittedSDF, NetworkConfig, Normalization, load_sdf
+from diffcd.errors import CheckpointError
+from diffcd.export import export_sdf
+from diffcd.methods import DiffCDConfig
+from diffcd.networks import init_params
+
+NETWORK = NetworkConfig(hidden_layers=3, width=32, skip_layers=(2,))
+
+
+@pytest.fixture
+def fitted():
+    params = jax.device_get(init_params(NETWORK, jax.random.PRNGKey(7)))
+    params = jax.tree_util.tree_map(
+        lambda p: p + np.float32(1e-3) * np.random.default_rng(0).standard_normal(p.shape).astype(np.float32), params
+    )
+    return FittedSDF(NETWORK, params, Normalization((1.0, -2.0, 0.5), 3.0), "diffcd", DiffCDConfig(), 123, 4)
+
+
+def test_round_trip_is_bit_identical_and_remeshes_the_same(fitted, tmp_path):
+    export_sdf(fitted, tmp_path, metadata={"source": "unit test"})
+    loaded = load_sdf(tmp_path)
+    same = jax.tree_util.tree_map(lambda a, b: a.dtype == b.dtype and np.array_equal(a, b), fitted.params, loaded.params)
+    assert all(jax.tree_util.tree_leaves(same))
+    assert loaded.network == fitted.network and loaded.normalization == fitted.normalization
+    assert (loaded.method, loaded.steps, loaded.seed, loaded.method_config) == ("diffcd", 123, 4, DiffCDConfig())
+    a, b = fitted.extract_mesh(48), loaded.extract_mesh(48)
+    np.testing.assert_array_equal(a.vertices, b.vertices)
+    np.testing.assert_array_equal(a.faces, b.faces)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["schema_version"] == 1 and config["format"] == "diffcd-sdf"
+    assert config["normalization"] == {"center": [1.0, -2.0, 0.5], "scale": 3.0}
+    assert set(config["versions"]) >= {"diffcd", "jax", "flax"}
+    assert config["metadata"] == {"source": "unit test"}
+
+
+def test_sdf_is_reported_in_input_units(fitted):
+    points = np.array([[1.0, -2.0, 0.5], [4.0, 0.0, 0.0]], np.float32)
+    normalised = fitted.normalized(fitted.normalization.apply(points))
+    np.testing.assert_allclose(fitted(points), normalised * 3.0, rtol=1e-6)
+
+
+def _corrupt(tmp_path, fitted, edit):
+    export_sdf(fitted, tmp_path)
+    edit(tmp_path)
+    with pytest.raises(CheckpointError) as caught:
+        load_sdf(tmp_path)
+    return str(caught.value)
+
+
+def _edit_config(change):
+    def edit(folder):
+        config = json.loads((folder / "config.json").read_text())
+        change(config)
+        (folder / "config.json").write_text(json.dumps(config))
+
+    return edit
+
+
+def test_not_a_diffcd_config(tmp_path, fitted):
+    message = _corrupt(tmp_path, fitted, _edit_config(lambda c: c.pop("format")))
+    assert "not a diffcd checkpoint" in message
+
+
+def test_unknown_schema_version(tmp_path, fitted):
+    message = _corrupt(tmp_path, fitted, _edit_config(lambda c: c.update(schema_version=99)))
+    assert "schema version 99" in message and "upgrade" in message
+
+
+def test_shape_mismatch(tmp_path, fitted):
+    message = _corrupt(tmp_path, fitted, _edit_config(lambda c: c["network"].update(width=64)))
+    assert "shape" in message
+
+
+def test_truncated_weights(tmp_path, fitted):
+    def truncate(folder):
+        data = (folder / "model.safetensors").read_bytes()
+        (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+
+    assert "truncated or corrupted" in _corrupt(tmp_path, fitted, truncate)
+
+
+def test_nan_weights(tmp_path, fitted):
+    def poison(folder):
+        tensors = load_file(folder / "model.safetensors")
+        tensors["params.output.bias"] = np.array([np.nan], np.float32)
+        save_file(tensors, folder / "model.safetensors")
+
+    assert "NaN" in _corrupt(tmp_path, fitted, poison)
+
+
+def test_missing_files_and_invalid_json(tmp_path, fitted):
+    with pytest.raises(CheckpointError, match="needs config.json"):
+        load_sdf(tmp_path)
+    message = _corrupt(tmp_path, fitted, lambda f: (f / "config.json").write_text("{not json"))
+    assert "not valid JSON" in message
+
+
+def test_no_pickle_anywhere(tmp_path, fitted):
+    export_sdf(fitted, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert b"pickle" not in (tmp_path / "model.safetensors").read_bytes()[:2000]
