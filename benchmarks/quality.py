@@ -1,0 +1,82 @@
+"""Quality benchmark: fit the built-in examples and score them against their ground truth.
+
+    python -m benchmarks.quality [--preset cpu-quick] [--methods diffcd igr ...] [--examples ...]
+
+Writes benchmarks/results/quality-<preset>-<backend>.md and .json (linked from the README):
+per example and method, wall time of the whole fit (compile, seed meshes and final mesh
+included), Chamfer distance relative to the object's longest side, normal angle, F-score, and the
+surface->cloud distance that flags spurious surface.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+
+from diffcd import METHODS, Fitter, make_config, metrics
+from diffcd.examples import list_examples, load_example
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def fit_and_score(example_id: str, method: str, preset: str, steps: int | None) -> dict:
+    cloud, truth = load_example(example_id)
+    config = make_config(preset, method, steps=steps)
+    start = time.perf_counter()
+    events = list(Fitter(cloud, config).run())
+    result = events[-1].result
+    mesh = result.fitted.extract_mesh(config.mesh_resolution)
+    wall = time.perf_counter() - start
+    longest = float((truth.bounds[1] - truth.bounds[0]).max())
+    scores = metrics.evaluate_mesh(mesh, truth)
+    distances = metrics.cloud_surface_distances(cloud.points, mesh)
+    return {
+        "example": example_id, "method": method, "preset": preset, "steps": config.schedule.steps,
+        "wall_seconds": round(wall, 1),
+        "steps_per_second": result.summary["steps_per_second"],
+        "chamfer": scores["chamfer"],
+        "chamfer_percent_of_size": round(100 * scores["chamfer"] / longest, 3),
+        "normal_angle_deg": round(scores["normal_angle_deg"], 2),
+        "fscore": round(scores["fscore"], 4),
+        "surface_to_cloud_percent": round(100 * distances["surface_to_cloud_mean"] / longest, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="cpu-quick")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--examples", nargs="+", default=[e["id"] for e in list_examples()])
+    parser.add_argument("--steps", type=int, help="override the preset's steps")
+    args = parser.parse_args()
+
+    rows = []
+    for example in args.examples:
+        for method in args.methods:
+            row = fit_and_score(example, method, args.preset, args.steps)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    backend = jax.default_backend()
+    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "backend": backend,
+              "device": jax.devices()[0].device_kind, "rows": rows}
+    RESULTS.mkdir(exist_ok=True)
+    name = f"quality-{args.preset}-{backend}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [f"# Quality: {args.preset} on {backend} ({report['device']})", "",
+             f"{report['date']}. Chamfer and surface->cloud distance as % of the object's longest side.", "",
+             "| example | method | steps | wall s | steps/s | Chamfer % | normal ° | F-score | surface→cloud % |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['example']} | {r['method']} | {r['steps']} | {r['wall_seconds']} | "
+                     f"{r['steps_per_second']} | {r['chamfer_percent_of_size']} | {r['normal_angle_deg']} | "
+                     f"{r['fscore']} | {r['surface_to_cloud_percent']} |")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
