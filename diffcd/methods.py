@@ -45,6 +45,8 @@ class NeuralPullConfig:
 
     samples_per_point: int = 50
     """Fixed queries drawn around every cloud point at the start."""
+    max_pairs: int = 5_000_000
+    """Cap on the fixed (query, target) pairs: large clouds get fewer queries per point."""
     eikonal_weight: float = 0.0
     """Optional eikonal term on the pulled queries (0 in the paper)."""
 
@@ -128,9 +130,8 @@ def igr_loss(apply, params, data, config, weights, key, batch_size):
 
 
 def neural_pull_prepare(points, sigma, config, seed):
-    queries, targets = sampling.neural_pull_pairs(
-        points, sigma, per_point=config.samples_per_point, seed=seed
-    )
+    per_point = max(1, min(config.samples_per_point, config.max_pairs // len(points)))
+    queries, targets = sampling.neural_pull_pairs(points, sigma, per_point=per_point, seed=seed)
     return {"pull_queries": queries, "pull_targets": targets}
 
 
