@@ -11,7 +11,7 @@ from diffcd.errors import (
     PointCloudError,
 )
 from diffcd.export import export_sdf, load_sdf
-from diffcd.fit import FitConfig, FitEvent, FitResult, Fitter, ScheduleConfig, TrainState, fit
+from diffcd.fit import FitConfig, FitEvent, FitResult, Fitter, ScheduleConfig, TrainState, fit, fit_sdf
 from diffcd.io import Normalization, PointCloud, load_mesh, load_point_cloud, points_from_array
 from diffcd.methods import METHODS, DiffCDConfig, IGRConfig, NeuralPullConfig, SIRENConfig
 from diffcd.networks import NetworkConfig
@@ -21,7 +21,7 @@ from diffcd.sdf import FittedSDF
 __all__ = [
     "__version__", "CheckpointError", "ConfigError", "DiffCDError", "DiffCDWarning", "MeshError",
     "NoSurfaceError", "PointCloudError", "export_sdf", "load_sdf", "FitConfig", "FitEvent",
-    "FitResult", "Fitter", "ScheduleConfig", "TrainState", "fit", "Normalization", "PointCloud",
+    "FitResult", "Fitter", "ScheduleConfig", "TrainState", "fit", "fit_sdf", "Normalization", "PointCloud",
     "load_mesh", "load_point_cloud", "points_from_array", "METHODS", "DiffCDConfig", "IGRConfig",
     "NeuralPullConfig", "SIRENConfig", "NetworkConfig", "DEFAULT_PRESET", "PRESETS", "make_config",
     "FittedSDF",

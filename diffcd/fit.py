@@ -419,3 +419,17 @@ def fit(
 ) -> Iterator[FitEvent]:
     """Fit an SDF; yields progress events, the last with `done=True` and the `FitResult`."""
     return Fitter(cloud, config).run(**run_options)
+
+
+def fit_sdf(
+    cloud: PointCloud | np.ndarray,
+    config: FitConfig = FitConfig(),
+    *,
+    callback: Callable[[FitEvent], None] | None = None,
+    **run_options: Any,
+) -> FitResult:
+    """Fit an SDF to the end and return the result; `callback` sees every progress event."""
+    for event in Fitter(cloud, config).run(callback=callback, **run_options):
+        if event.done:
+            return event.result
+    raise AssertionError("a fit always ends with a done event")

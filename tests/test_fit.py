@@ -162,3 +162,13 @@ def test_cpu_quick_torus_fits_within_one_percent_of_its_size():
     longest = 2.6
     assert scores["chamfer"] < 0.01 * longest
     assert scores["normal_angle_deg"] < 10
+
+
+def test_fit_sdf_runs_to_the_end_and_calls_back_every_chunk():
+    from diffcd import fit_sdf
+
+    seen = []
+    config = dataclasses.replace(tiny_config("igr", steps=30), chunk_steps=10)
+    result = fit_sdf(sphere_cloud(), config, callback=seen.append)
+    assert [e.step for e in seen] == [10, 20, 30, 30] and seen[-1].done
+    assert result.summary["steps"] == 30
