@@ -1,0 +1,160 @@
+"""Checks that run first in every event: each failure is a gr.Error with a sentence to act on.
+
+Uploaded files are only parsed by diffcd's readers (NumPy without pickle, text, PLY/OBJ/OFF/STL
+through trimesh); nothing uploaded is ever executed or unpickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import warnings
+from pathlib import Path
+
+import gradio as gr
+
+from diffcd import METHODS, DiffCDError, PointCloud, load_point_cloud
+from diffcd.errors import DiffCDWarning
+from space.examples import Example, get_example, list_examples
+from space.presets import AppPreset
+
+MIN_RESOLUTION, MAX_RESOLUTION = 16, 512
+MAX_STEPS = 200_000
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedCloud:
+    cloud: PointCloud
+    label: str
+    """A short name for titles and file names (the example id or the upload's file stem)."""
+    example: Example | None
+    notes: tuple[str, ...]
+    """Things the user should know (downsampling), already shown as gr.Warning."""
+
+    @property
+    def units(self) -> str:
+        return self.example.units if self.example else ""
+
+
+def _file_path(upload) -> Path | None:
+    if upload is None or upload == "":
+        return None
+    if isinstance(upload, dict):  # a FileData payload
+        upload = upload.get("path")
+    if isinstance(upload, (list, tuple)):
+        raise gr.Error("Upload one point cloud file, not several.")
+    return Path(str(upload))
+
+
+def load_cloud(upload, example_id: str | None, *, max_points: int) -> LoadedCloud:
+    """The uploaded cloud if there is one, else the chosen example, validated by diffcd.io.
+
+    Raises:
+      gr.Error: nothing chosen, an unknown example, or a file diffcd cannot read (the library's
+        message names the problem and what to do).
+    """
+    path = _file_path(upload)
+    example = None
+    if path is None:
+        if not example_id:
+            raise gr.Error("Upload a point cloud or pick an example first.")
+        example = get_example(example_id)
+        if example is None:
+            names = ", ".join(e.id for e in list_examples()) or "none are installed"
+            raise gr.Error(f"There is no example named {example_id!r}; choose one of: {names}.")
+        path = example.cloud
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DiffCDWarning)
+        try:
+            cloud = load_point_cloud(path, max_points=max_points)
+        except DiffCDError as error:
+            raise gr.Error(str(error), title="Cannot use this point cloud") from None
+    notes = [str(w.message) for w in caught if issubclass(w.category, DiffCDWarning)]
+    if cloud.downsampled and not any("max_points" in n or "subset" in n for n in notes):
+        notes.append(f"{path.name}: {cloud.original_count:,} points is more than this app's limit of "
+                     f"{max_points:,}; using a random subset of {len(cloud):,}.")
+    for note in notes:
+        gr.Warning(note)
+    label = example.id if example else re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-") or "cloud"
+    return LoadedCloud(cloud, label, example, tuple(notes))
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise gr.Error(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    return method
+
+
+def check_methods(methods) -> list[str]:
+    """Two to four distinct registered methods, in the registry's order."""
+    chosen = list(dict.fromkeys(methods or []))
+    for method in chosen:
+        check_method(method)
+    if not 2 <= len(chosen) <= len(METHODS):
+        raise gr.Error(f"Choose two to {len(METHODS)} methods to compare (you chose {len(chosen)}).")
+    return [m for m in METHODS if m in chosen]
+
+
+def check_preset(preset: str, presets: dict[str, AppPreset]) -> AppPreset:
+    if preset not in presets:
+        raise gr.Error(f"Unknown preset {preset!r}; choose one of {', '.join(presets)}.")
+    return presets[preset]
+
+
+def _optional_number(value, name: str, *, low: float, high: float, integer: bool):
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise gr.Error(f"{name} must be a number; leave it empty to use the preset's value.") from None
+    if not math.isfinite(number) or not low <= number <= high:
+        raise gr.Error(f"{name} must lie between {low:g} and {high:g} (got {value}); "
+                       "leave it empty to use the preset's value.")
+    if integer:
+        if number != int(number):
+            raise gr.Error(f"{name} must be a whole number (got {value}).")
+        return int(number)
+    return number
+
+
+def check_settings(method: str, *, steps=None, width=None, depth=None, eikonal_weight=None,
+                   area_weight=None, seed=0, resolution=None) -> dict:
+    """The advanced settings as keyword arguments of AppPreset.config (None: preset default)."""
+    settings = {
+        "steps": _optional_number(steps, "Steps", low=1, high=MAX_STEPS, integer=True),
+        "width": _optional_number(width, "Network width", low=8, high=1024, integer=True),
+        "depth": _optional_number(depth, "Network depth", low=1, high=16, integer=True),
+        "eikonal_weight": _optional_number(eikonal_weight, "Eikonal weight", low=0, high=100, integer=False),
+        "area_weight": _optional_number(area_weight, "Area weight", low=0, high=100, integer=False),
+        "resolution": _optional_number(resolution, "Mesh resolution", low=MIN_RESOLUTION,
+                                       high=MAX_RESOLUTION, integer=True),
+        "seed": _optional_number(seed, "Seed", low=0, high=2**31 - 1, integer=True) or 0,
+    }
+    fields = {f.name for f in dataclasses.fields(METHODS[method].config_type)}
+    for key, term in (("eikonal_weight", "eikonal"), ("area_weight", "area")):
+        if key not in fields:
+            if settings[key]:
+                raise gr.Error(f"{METHODS[method].title} has no {term} term; leave the {term} weight "
+                               "empty or 0.")
+            settings[key] = None
+    return settings
+
+
+def check_resolution(resolution) -> int:
+    value = _optional_number(resolution, "Mesh resolution", low=MIN_RESOLUTION, high=MAX_RESOLUTION,
+                             integer=True)
+    if value is None:
+        raise gr.Error(f"Choose a mesh resolution between {MIN_RESOLUTION} and {MAX_RESOLUTION}.")
+    return value
+
+
+def check_repo_id(repo_id: str | None) -> str:
+    repo_id = (repo_id or "").strip()
+    if not repo_id:
+        raise gr.Error("Enter a repo id of the form namespace/name, e.g. user/bunny-diffcd.")
+    if not _REPO_ID.match(repo_id):
+        raise gr.Error(f"{repo_id!r} is not a repo id: use the form namespace/name, e.g. user/bunny-diffcd.")
+    return repo_id

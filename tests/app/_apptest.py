@@ -1,0 +1,37 @@
+"""Constants and helpers shared by the app tests."""
+
+from __future__ import annotations
+
+from space.presets import AppPreset
+
+TOKEN = "hf_app_test_SECRET_token_93e1d7"
+USER = "tester"
+MAX_POINTS = 50_000
+"""The app's cloud size limit in the tests (the built-in examples are smaller)."""
+
+TINY_PRESET = AppPreset(
+    name="test-tiny",
+    base="cpu-quick",
+    description="Tests only: a 2×32 network, 60 steps, 40³ mesh.",
+    steps=60,
+    network={"hidden_layers": 2, "width": 32, "skip_layers": ()},
+    resolution=40,
+    batch_size=1000,
+    snapshot_resolution=24,
+    snapshot_seconds=0.0,
+    eval_samples=2000,
+)
+"""Small enough that a fit takes a few seconds on two cores; snapshots after every chunk."""
+
+TINY_ARGS = dict(method="diffcd", preset="test-tiny", steps=None, width=None, depth=None,
+                 eikonal_weight=None, area_weight=None, seed=0, mesh_resolution=None)
+
+
+def fit_args(**changes) -> dict:
+    """Keyword arguments of /fit with the tiny preset and the torus example."""
+    return {"cloud": None, "example": "torus", **TINY_ARGS, **changes}
+
+
+def is_update(value) -> bool:
+    """An output the handler left unchanged (gr.skip()) arrives as {'__type__': 'update'}."""
+    return isinstance(value, dict) and value.get("__type__") == "update"

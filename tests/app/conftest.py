@@ -1,0 +1,100 @@
+"""Fixtures of the app tests: the app on a loopback port with a tiny preset, a loopback Hub, a client.
+
+One app serves the whole test session (building it imports JAX and compiles nothing; each fit
+compiles its own small program). The Hub is hub.devserver's loopback server; huggingface_hub gets
+a temporary home, no stored login and no telemetry.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+# Before gradio and huggingface_hub are imported (by the imports below or by other test modules).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+for path in (ROOT, HERE):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+import pytest  # noqa: E402
+
+from _apptest import MAX_POINTS, TINY_PRESET, TOKEN, USER  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def hf_home(tmp_path_factory):
+    """huggingface_hub with a temporary home and cache and no stored token, for the whole session."""
+    import huggingface_hub.constants as constants
+
+    home = tmp_path_factory.mktemp("hf_home")
+    (home / "hub").mkdir()
+    patch = pytest.MonkeyPatch()
+    for name, value in {"HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"),
+                        "HF_TOKEN_PATH": str(home / "token")}.items():
+        patch.setenv(name, value)
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_ENDPOINT"):
+        patch.delenv(name, raising=False)
+    patch.setattr(constants, "HF_HOME", str(home))
+    patch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
+    patch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+    patch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    patch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    patch.setattr(constants, "HF_HUB_OFFLINE", False)
+    yield home
+    patch.undo()
+
+
+@pytest.fixture(scope="session")
+def hub(hf_home):
+    """A loopback Hub: TOKEN belongs to USER."""
+    from hub.devserver import HubServer
+
+    server = HubServer({TOKEN: USER})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def app_server(hub, tmp_path_factory):
+    """The app on 127.0.0.1 with the tiny preset selected; yields (url, demo)."""
+    from space import QUEUE_MAX_SIZE, build_app, launch_options
+
+    demo = build_app(extra_presets={TINY_PRESET.name: TINY_PRESET}, default_preset=TINY_PRESET.name,
+                     hub_endpoint=hub.url, max_points=MAX_POINTS,
+                     session_root=tmp_path_factory.mktemp("sessions"))
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **launch_options())
+    try:
+        yield f"http://127.0.0.1:{port}/", demo
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(app_server) -> str:
+    return app_server[0]
+
+
+@pytest.fixture
+def client(app_url, tmp_path):
+    """A gradio_client session of its own (its own session folder and state)."""
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "downloads"))

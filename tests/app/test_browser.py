@@ -1,0 +1,83 @@
+"""The app in headless Chromium: pick an example, fit, see a mesh, and nothing leaves 127.0.0.1.
+
+Needs Debian's Chromium at /usr/bin/chromium (`apt-get install -y chromium`) and the playwright
+Python package; skipped with the reason when either is missing.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+
+CHROMIUM = os.environ.get("DIFFCD_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.skipif(not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)),
+                       reason=f"no Chromium at {CHROMIUM}: install it with `apt-get install -y chromium`"),
+]
+playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+
+def _canvas_spread(page, selector: str) -> float:
+    """Standard deviation of the canvas's pixel values (a blank canvas gives ~0)."""
+    from PIL import Image
+
+    png = page.locator(selector).screenshot()
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float64)
+    return float(pixels.std())
+
+
+def _pick(page, dropdown_id: str, option: str) -> None:
+    page.locator(f"#{dropdown_id} input").click()
+    page.get_by_role("option", name=option).click()
+
+
+@pytest.fixture
+def page(app_url):
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1100})
+        page = context.new_page()
+        page.requests_seen = []
+        page.on("request", lambda request: page.requests_seen.append(request.url))
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def test_fit_an_example_in_the_browser(page, app_url, tmp_path_factory):
+    page.goto(app_url)
+    page.wait_for_selector("#fit-example input", timeout=60_000)
+    _pick(page, "fit-example", "Sphere (20,000 points)")
+    page.wait_for_function("document.querySelector('#fit-cloud-info').innerText.includes('Sphere')",
+                           timeout=60_000)
+    page.click("#fit-button")
+    page.wait_for_function("document.querySelector('#fit-status').innerText.includes('Done')", timeout=240_000)
+    status = page.inner_text("#fit-status")
+    assert "DiffCD" in status and "60 steps" in status
+
+    canvas = "#fit-surface-view canvas"
+    page.wait_for_selector(canvas, timeout=30_000)
+    deadline, spread = time.time() + 30, 0.0
+    while time.time() < deadline and spread < 8:  # the viewer draws once the GLB has loaded
+        time.sleep(1)
+        spread = _canvas_spread(page, canvas)
+    assert spread >= 8, f"the 3D canvas looks blank (pixel std {spread:.2f})"
+    assert page.locator("#fit-downloads").inner_text().count(".glb") >= 1
+
+    shot = tmp_path_factory.mktemp("screenshots") / "fit.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"\nscreenshot of the finished fit: {shot}")
+
+    hosts = {urlsplit(url).hostname for url in page.requests_seen if urlsplit(url).scheme in ("http", "https", "ws", "wss")}
+    assert hosts == {"127.0.0.1"}, f"the page contacted {hosts - {'127.0.0.1'}}"
