@@ -1,17 +1,20 @@
-"""The built-in example clouds (examples/index.json), with their ground-truth meshes.
+"""The built-in example clouds (diffcd.examples: examples/index.json), as the app lists them.
 
-These are what the app offers with no network. The index is read once; paths are checked when
-an example is used, so a missing file gives a clear message instead of a crash at start.
+These are what the app offers with no network. A missing or unreadable index leaves the app
+without examples (uploads still work) instead of failing to start.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
+import logging
 from pathlib import Path
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+from diffcd import examples as library_examples
+from diffcd.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +26,7 @@ class Example:
     gt_mesh: Path | None
     points: int
     units: str
-    noise_level: str
+    """The cloud's length unit ("mm", "cm"), empty when unitless."""
 
     @property
     def label(self) -> str:
@@ -31,13 +34,15 @@ class Example:
         return f"{self.title} ({self.points:,} points)"
 
 
-@functools.lru_cache(maxsize=4)
-def list_examples(folder: Path = EXAMPLES_DIR) -> tuple[Example, ...]:
-    """Every example of folder/index.json, in index order; empty when there is no index."""
-    index = folder / "index.json"
-    if not index.is_file():
+@functools.lru_cache(maxsize=1)
+def list_examples() -> tuple[Example, ...]:
+    """Every example of the library's index, in index order; empty when there is no index."""
+    try:
+        entries = library_examples.list_examples()
+    except ConfigError as error:
+        logger.warning("No built-in examples: %s", error)
         return ()
-    entries = json.loads(index.read_text()).get("examples", [])
+    folder = library_examples.EXAMPLES_DIR
     return tuple(
         Example(
             id=e["id"],
@@ -46,12 +51,11 @@ def list_examples(folder: Path = EXAMPLES_DIR) -> tuple[Example, ...]:
             cloud=folder / e["cloud"],
             gt_mesh=folder / e["gt_mesh"] if e.get("gt_mesh") else None,
             points=int(e.get("points", 0)),
-            units=e.get("units", "") if e.get("units") != "unitless" else "",
-            noise_level=e.get("noise_level", "none"),
+            units="" if e.get("units") in (None, "unitless") else e["units"],
         )
         for e in entries
     )
 
 
-def get_example(example_id: str, folder: Path = EXAMPLES_DIR) -> Example | None:
-    return next((e for e in list_examples(folder) if e.id == example_id), None)
+def get_example(example_id: str) -> Example | None:
+    return next((e for e in list_examples() if e.id == example_id), None)

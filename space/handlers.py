@@ -23,7 +23,7 @@ import trimesh
 
 from diffcd import METHODS, DiffCDError, Fitter, NoSurfaceError, load_mesh, load_sdf
 from diffcd.metrics import cloud_surface_distances, evaluate_mesh
-from diffcd.runs import write_run
+from diffcd.runs import CLOUD_FILE, write_run
 from space import viewer
 from space.presets import AppPreset
 from space.sessions import SessionStore
@@ -252,7 +252,6 @@ class Handlers:
             metadata={"cloud": loaded.label, "points": len(loaded.cloud), "app": "diffcd space",
                       "preset": preset.name},
         )
-        np.save(run_dir / "cloud.npy", loaded.cloud.points.astype(np.float32), allow_pickle=False)
         return summary
 
     @staticmethod
@@ -304,6 +303,15 @@ class Handlers:
             shutil.rmtree(old, ignore_errors=True)
         return self.store.new_folder(request, f"{kind}-{time.time_ns()}")
 
+    def check_fit(self, cloud, example, method, preset, steps, width, depth, eikonal_weight, area_weight,
+                  seed, mesh_resolution) -> None:
+        """The UI's first step before /fit: fail fast, before waiting in the queue for the worker."""
+        load_cloud(cloud, example, max_points=self.max_points)
+        check_method(method)
+        settings = check_settings(method, steps=steps, width=width, depth=depth, eikonal_weight=eikonal_weight,
+                                  area_weight=area_weight, seed=seed, resolution=mesh_resolution)
+        self._config(check_preset(preset, self.presets), method, settings)
+
     def fit(
         self,
         cloud: str | None = None,
@@ -344,7 +352,7 @@ class Handlers:
             one; cloud↔surface distances always) and downloads: GLB, PLY, OBJ and a checkpoint
             zip (config.json + model.safetensors, loadable with diffcd.load_sdf).
         """
-        loaded = load_cloud(cloud, example, max_points=self.max_points)
+        loaded = load_cloud(cloud, example, max_points=self.max_points, warn=False)
         check_method(method)
         app_preset = check_preset(preset, self.presets)
         settings = check_settings(method, steps=steps, width=width, depth=depth,
@@ -382,7 +390,7 @@ class Handlers:
         shown, downloads = self._downloads(run_dir, f"{loaded.label}-{method}")
         state = {
             "model_dir": str(run_dir), "mesh": str(run_dir / "mesh.ply") if summary.get("surface_found") else None,
-            "cloud": str(run_dir / "cloud.npy"), "label": f"{loaded.label}-{method}", "units": loaded.units,
+            "cloud": str(run_dir / CLOUD_FILE), "label": f"{loaded.label}-{method}", "units": loaded.units,
             "gt_mesh": str(loaded.example.gt_mesh) if loaded.example and loaded.example.gt_mesh else None,
             "source": "fit",
         }
@@ -414,6 +422,15 @@ class Handlers:
         return "Stopping after the current chunk of steps…"
 
     # ------------------------------------------------------------------------- comparison
+    def check_compare(self, cloud, example, methods, preset, seed, steps) -> None:
+        """The UI's first step before /compare."""
+        load_cloud(cloud, example, max_points=self.max_points)
+        chosen = check_methods(methods)
+        settings = check_settings("diffcd", steps=steps, seed=seed)
+        app_preset = check_preset(preset, self.presets)
+        for method in chosen:
+            self._config(app_preset, method, settings)
+
     def compare(
         self,
         cloud: str | None = None,
@@ -444,7 +461,7 @@ class Handlers:
             siren among those chosen; unused viewers empty), the metrics table with one row per
             finished method, a status line and the colour legend (HTML).
         """
-        loaded = load_cloud(cloud, example, max_points=self.max_points)
+        loaded = load_cloud(cloud, example, max_points=self.max_points, warn=False)
         chosen = check_methods(methods)
         app_preset = check_preset(preset, self.presets)
         settings = check_settings("diffcd", steps=steps, seed=seed)
@@ -514,6 +531,11 @@ class Handlers:
         if not current or not current.get("model_dir") or not Path(current["model_dir"]).is_dir():
             raise gr.Error("There is no model yet in this session: fit a cloud or pull a checkpoint first.")
         return current
+
+    def check_extract(self, resolution, current) -> None:
+        """The UI's first step before /extract_mesh."""
+        self._current(current)
+        check_resolution(resolution)
 
     def extract_mesh(self, resolution: int = 128, current: dict | None = None,
                      request: gr.Request = None) -> tuple[str, list[str], str, dict]:
@@ -604,8 +626,8 @@ class Handlers:
             rows.append({
                 "repo_id": item["repo_id"],
                 "method": item.get("method") or "",
-                "chamfer": scores.get("chamfer"),
-                "fscore": scores.get("fscore"),
+                "chamfer": None if scores.get("chamfer") is None else float(f"{scores['chamfer']:.4g}"),
+                "fscore": None if scores.get("fscore") is None else float(f"{scores['fscore']:.4g}"),
                 "last_modified": (item.get("last_modified") or "")[:19].replace("T", " "),
             })
         if not rows:
@@ -616,6 +638,12 @@ class Handlers:
     def checkpoint_choices(table: pd.DataFrame | None):
         choices = [] if table is None or len(table) == 0 else list(table["repo_id"])
         return gr.Dropdown(choices=choices, value=choices[0] if choices else None)
+
+    @staticmethod
+    def check_pull(repo_id, revision, resolution) -> None:
+        """The UI's first step before /pull_checkpoint."""
+        check_repo_id(repo_id)
+        check_resolution(resolution)
 
     def pull_checkpoint(self, repo_id: str, revision: str | None = None, resolution: int = 128,
                         token: str | None = None, current: dict | None = None,
@@ -674,6 +702,24 @@ class Handlers:
         downloads = [str(glb), str(folder / "mesh.ply"), str(folder / "mesh.obj"), str(archive)]
         return str(glb), "\n\n".join(lines), downloads, status, state
 
+    def check_push(self, repo_id, token, private, include_cloud, current,
+                   oauth_token: gr.OAuthToken | None = None) -> None:
+        """The UI's first step before /push_checkpoint (the token is only checked for presence)."""
+        self._push_inputs(repo_id, token, include_cloud, current, oauth_token)
+
+    def _push_inputs(self, repo_id, token, include_cloud, current, oauth_token):
+        current = self._current(current)
+        repo_id = check_repo_id(repo_id)
+        secret = (token or "").strip() or (oauth_token.token if oauth_token is not None else None)
+        if not secret:
+            raise gr.Error("Pushing needs a Hugging Face access token with write access: paste one "
+                           "(huggingface.co/settings/tokens) or sign in.", title="Missing token")
+        cloud = current.get("cloud") if include_cloud else None
+        if include_cloud and not (cloud and Path(cloud).is_file()):
+            raise gr.Error("This model has no input cloud to include (it was pulled from the Hub); "
+                           "untick 'include the input cloud'.")
+        return current, repo_id, secret, cloud
+
     def push_checkpoint(self, repo_id: str, token: str | None = None, private: bool = False,
                         include_cloud: bool = False, current: dict | None = None,
                         oauth_token: gr.OAuthToken | None = None) -> tuple[str, str]:
@@ -695,16 +741,7 @@ class Handlers:
         from hub.errors import HubError
         from hub.push import push_checkpoint
 
-        current = self._current(current)
-        repo_id = check_repo_id(repo_id)
-        secret = (token or "").strip() or (oauth_token.token if oauth_token is not None else None)
-        if not secret:
-            raise gr.Error("Pushing needs a Hugging Face access token with write access: paste one "
-                           "(huggingface.co/settings/tokens) or sign in.", title="Missing token")
-        cloud = current.get("cloud") if include_cloud else False
-        if include_cloud and not (cloud and Path(cloud).is_file()):
-            raise gr.Error("This model has no input cloud to include (it was pulled from the Hub); "
-                           "untick 'include the input cloud'.")
+        current, repo_id, secret, cloud = self._push_inputs(repo_id, token, include_cloud, current, oauth_token)
         try:
             result = push_checkpoint(current["model_dir"], repo_id, token=secret, private=bool(private),
                                      include_cloud=cloud or False, endpoint=self.hub_endpoint)

@@ -233,24 +233,34 @@ def build_app(
         # ------------------------------------------------------------------------------ events
         compute = {"concurrency_id": COMPUTE, "concurrency_limit": 1}
         fit_inputs = [upload, example, method, preset, steps, width, depth, eikonal, area, seed, resolution, current]
-        fit_button.click(handlers.fit, fit_inputs, [surface, losses, status, progress, metrics, downloads, current],
-                         api_name="fit", **compute)
+        # Each action first validates in a quick private event (no queue wait for the worker, and a
+        # failure leaves the outputs as they were), then runs; the run validates again for API callers.
+        check = {"api_visibility": "private", "concurrency_limit": None}
+        fit_button.click(handlers.check_fit, fit_inputs[:-1], None, **check) \
+            .success(handlers.fit, fit_inputs, [surface, losses, status, progress, metrics, downloads, current],
+                     api_name="fit", **compute)
         stop_button.click(handlers.stop, None, [status], api_name="stop", concurrency_limit=None)
-        compare_button.click(handlers.compare, [c_upload, c_example, c_methods, c_preset, c_seed, c_steps],
-                             [*views, c_table, c_status, legend], api_name="compare", **compute)
+        compare_inputs = [c_upload, c_example, c_methods, c_preset, c_seed, c_steps]
+        compare_button.click(handlers.check_compare, compare_inputs, None, **check) \
+            .success(handlers.compare, compare_inputs, [*views, c_table, c_status, legend], api_name="compare",
+                     **compute)
         compare_stop.click(handlers.stop, None, [c_status], api_visibility="private", concurrency_limit=None)
-        remesh_button.click(handlers.extract_mesh, [remesh_resolution, current], [surface, downloads, status, current],
-                            api_name="extract_mesh", **compute)
+        remesh_button.click(handlers.check_extract, [remesh_resolution, current], None, **check) \
+            .success(handlers.extract_mesh, [remesh_resolution, current], [surface, downloads, status, current],
+                     api_name="extract_mesh", **compute)
         evaluate_button.click(handlers.evaluate, [gt_upload, current], [metrics], api_name="evaluate",
                               concurrency_limit=2)
         list_button.click(handlers.list_checkpoints, [h_author, h_search], [h_table], api_name="list_checkpoints",
                           concurrency_limit=4) \
             .success(handlers.checkpoint_choices, [h_table], [h_pick], api_visibility="private", queue=False)
         h_pick.input(lambda repo: repo, [h_pick], [h_repo], api_visibility="private", queue=False)
-        pull_button.click(handlers.pull_checkpoint, [h_repo, h_revision, h_resolution, h_token, current],
-                          [h_view, h_info, h_downloads, h_status, current], api_name="pull_checkpoint", **compute)
-        push_button.click(handlers.push_checkpoint, [p_repo, h_token, p_private, p_cloud, current],
-                          [commit_url, h_status], api_name="push_checkpoint", concurrency_limit=2)
+        pull_button.click(handlers.check_pull, [h_repo, h_revision, h_resolution], None, **check) \
+            .success(handlers.pull_checkpoint, [h_repo, h_revision, h_resolution, h_token, current],
+                     [h_view, h_info, h_downloads, h_status, current], api_name="pull_checkpoint", **compute)
+        push_inputs = [p_repo, h_token, p_private, p_cloud, current]
+        push_button.click(handlers.check_push, push_inputs, None, **check) \
+            .success(handlers.push_checkpoint, push_inputs, [commit_url, h_status], api_name="push_checkpoint",
+                     concurrency_limit=2)
         advanced = [steps, width, depth, eikonal, area, resolution]
         for trigger in (preset.change, method.change):
             trigger(handlers.preset_settings, [preset, method], advanced, api_visibility="private", queue=False)

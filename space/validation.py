@@ -31,7 +31,7 @@ class LoadedCloud:
     """A short name for titles and file names (the example id or the upload's file stem)."""
     example: Example | None
     notes: tuple[str, ...]
-    """Things the user should know (downsampling), already shown as gr.Warning."""
+    """Things the user should know (downsampling)."""
 
     @property
     def units(self) -> str:
@@ -48,8 +48,11 @@ def _file_path(upload) -> Path | None:
     return Path(str(upload))
 
 
-def load_cloud(upload, example_id: str | None, *, max_points: int) -> LoadedCloud:
+def load_cloud(upload, example_id: str | None, *, max_points: int, warn: bool = True) -> LoadedCloud:
     """The uploaded cloud if there is one, else the chosen example, validated by diffcd.io.
+
+    With `warn`, what the user should know (downsampling) is also shown as a gr.Warning; it is
+    always in the returned notes.
 
     Raises:
       gr.Error: nothing chosen, an unknown example, or a file diffcd cannot read (the library's
@@ -75,7 +78,7 @@ def load_cloud(upload, example_id: str | None, *, max_points: int) -> LoadedClou
     if cloud.downsampled and not any("max_points" in n or "subset" in n for n in notes):
         notes.append(f"{path.name}: {cloud.original_count:,} points is more than this app's limit of "
                      f"{max_points:,}; using a random subset of {len(cloud):,}.")
-    for note in notes:
+    for note in notes if warn else ():
         gr.Warning(note)
     label = example.id if example else re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-") or "cloud"
     return LoadedCloud(cloud, label, example, tuple(notes))

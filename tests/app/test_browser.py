@@ -43,9 +43,11 @@ def _pick(page, dropdown_id: str, option: str) -> None:
 
 @pytest.fixture
 def page(app_url):
+    """A Chromium page that records every URL it requests (page.requests_seen)."""
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1100})
+        # tall enough for a full-page screenshot without resizing (a resize can blank the 3D canvas)
+        context = browser.new_context(viewport={"width": 1400, "height": 2000})
         page = context.new_page()
         page.requests_seen = []
         page.on("request", lambda request: page.requests_seen.append(request.url))
@@ -55,7 +57,14 @@ def page(app_url):
             browser.close()
 
 
-def test_fit_an_example_in_the_browser(page, app_url, tmp_path_factory):
+def _session_folders(demo) -> set[str]:
+    root = demo.diffcd_handlers.store.root
+    return {p.name for p in root.iterdir() if not p.name.startswith("_")}
+
+
+def test_fit_an_example_in_the_browser(page, app_server, tmp_path_factory):
+    app_url, demo = app_server
+    before = _session_folders(demo)
     page.goto(app_url)
     page.wait_for_selector("#fit-example input", timeout=60_000)
     _pick(page, "fit-example", "Sphere (20,000 points)")
@@ -81,3 +90,12 @@ def test_fit_an_example_in_the_browser(page, app_url, tmp_path_factory):
 
     hosts = {urlsplit(url).hostname for url in page.requests_seen if urlsplit(url).scheme in ("http", "https", "ws", "wss")}
     assert hosts == {"127.0.0.1"}, f"the page contacted {hosts - {'127.0.0.1'}}"
+
+    # closing the tab deletes the session's files (demo.unload)
+    mine = _session_folders(demo) - before
+    assert mine, "the fit should have used a session folder"
+    page.close()
+    deadline = time.time() + 30
+    while time.time() < deadline and mine & _session_folders(demo):
+        time.sleep(0.5)
+    assert not mine & _session_folders(demo), "the closed tab's session folder was not removed"

@@ -1,0 +1,96 @@
+"""The app's parts without a server: session folders, viewer files, presets, examples."""
+
+from __future__ import annotations
+
+import os
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import trimesh
+
+from space import viewer
+from space.examples import list_examples
+from space.presets import library_presets
+from space.sessions import SessionStore
+
+
+def _request(session: str):
+    return SimpleNamespace(session_hash=session)
+
+
+def test_sessions_have_their_own_folders_and_stop_flags(tmp_path):
+    store = SessionStore(tmp_path / "root")
+    a, b = _request("aaa"), _request("bbb")
+    (store.folder(a) / "x.glb").write_bytes(b"1")
+    store.folder(b)
+    store.stop_flag(a).set()
+    assert not store.stop_flag(b).is_set()
+    store.close(a)
+    assert not (tmp_path / "root" / "aaa").exists() and (tmp_path / "root" / "bbb").is_dir()
+    assert not store.stop_flag(a).is_set()  # a new flag for a reopened session
+
+
+def test_session_ids_cannot_escape_the_root(tmp_path):
+    store = SessionStore(tmp_path / "root")
+    folder = store.folder(_request("../../etc"))
+    assert folder.parent == tmp_path / "root" and folder.name == "etc"
+
+
+def test_idle_sessions_are_swept(tmp_path):
+    store = SessionStore(tmp_path / "root", max_age=60)
+    old, fresh = store.folder(_request("old")), store.folder(_request("fresh"))
+    past = time.time() - 3600
+    os.utime(old, (past, past))
+    assert store.sweep() == ["old"]
+    assert not old.exists() and fresh.exists()
+
+
+def test_cloud_preview_is_a_glyph_mesh_around_the_points(tmp_path):
+    points = np.random.default_rng(0).normal(size=(10_000, 3))
+    path = viewer.cloud_glb(points, tmp_path / "cloud.glb", max_points=500)
+    mesh = trimesh.load(path, force="mesh")
+    assert len(mesh.faces) == 500 * 8  # one octahedron per shown point
+    reach = viewer.GLYPH_SIZE * np.ptp(points, axis=0).max() + 1e-6
+    assert np.all(mesh.bounds[0] >= points.min(0) - reach) and np.all(mesh.bounds[1] <= points.max(0) + reach)
+
+
+def test_distance_colours_run_from_blue_to_red():
+    colours = viewer.distance_colours(np.array([0.0, 0.5, 1.0, 5.0]), scale=1.0)
+    assert tuple(colours[0, :3]) == tuple(viewer.COLOUR_STOPS[0].astype(int))
+    assert tuple(colours[2, :3]) == tuple(colours[3, :3]) == tuple(viewer.COLOUR_STOPS[-1].astype(int))
+
+
+def test_distance_mesh_colours_spurious_surface_red(tmp_path):
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    far = trimesh.creation.icosphere(subdivisions=3).apply_translation([5, 0, 0])
+    mesh = trimesh.util.concatenate([sphere, far])
+    path = viewer.distance_mesh_glb(mesh, sphere.vertices, 0.04, tmp_path / "d.glb")
+    loaded = trimesh.load(path, force="mesh")
+    red = np.all(loaded.visual.vertex_colors[:, :3] == viewer.COLOUR_STOPS[-1].astype(np.uint8), axis=1)
+    assert red.sum() == len(far.vertices)
+
+
+def test_loss_frame_is_long_format_and_log_scaled():
+    history = [{"step": i + 1, "loss": 10.0 ** -i, "area": 0.0, "elapsed": i, "valid_surface_fraction": 1.0}
+               for i in range(1000)]
+    frame = viewer.loss_frame(history, max_rows=100)
+    assert set(frame["term"]) == {"loss"}  # the all-zero term and the diagnostics are left out
+    assert len(frame) <= 101 and frame["step"].iloc[-1] == 1000
+    assert frame["log10 loss"].iloc[0] == pytest.approx(0.0)
+    assert viewer.loss_frame([]) is None
+
+
+def test_every_library_preset_is_offered_and_configures():
+    presets = library_presets(gpu=False)
+    for preset in presets.values():
+        config = preset.config("siren", depth=6, width=64, area_weight=0.33, steps=10)
+        assert config.network.hidden_layers == 6 and config.network.skip_layers == (3,)
+        assert config.method_config.area_weight == 0.33 and config.schedule.steps == 10
+
+
+def test_examples_come_from_the_library_index():
+    examples = list_examples()
+    assert examples and all(e.cloud.is_file() for e in examples)
+    assert all(e.gt_mesh is None or e.gt_mesh.is_file() for e in examples)
