@@ -376,6 +376,9 @@ class Handlers:
                 yield (snapshot or gr.skip(), viewer.loss_frame(fitter.history),
                        self._status(event, title, prefix=notes),
                        self._progress(event, stage="fitting", title=title), gr.skip(), gr.skip(), gr.skip())
+            if self.store.is_closed(request):  # the tab was closed: no one to show the result to
+                shutil.rmtree(folder, ignore_errors=True)
+                return
             result = event.result
             cancelled = bool(result.summary.get("cancelled"))
             yield (gr.skip(), viewer.loss_frame(fitter.history),
@@ -497,6 +500,9 @@ class Handlers:
                     if snapshot:
                         update[index] = snapshot
                     yield (*update, gr.skip(), self._status(event, title, prefix=prefix), gr.skip())
+                if self.store.is_closed(request):
+                    shutil.rmtree(folder, ignore_errors=True)
+                    return
                 yield (*skip_views, gr.skip(), f"{prefix}**{title}**: meshing and scoring…", gr.skip())
                 summary = self._finish_run(method_folder, event.result, configs[method], loaded, gt,
                                            app_preset)

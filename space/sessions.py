@@ -28,6 +28,7 @@ class SessionStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_age = max_age
         self._stops: dict[str, threading.Event] = {}
+        self._closed: set[str] = set()
         self._lock = threading.Lock()
         atexit.register(self.remove_all)
 
@@ -56,10 +57,16 @@ class SessionStore:
         with self._lock:
             return self._stops.setdefault(self.key(request), threading.Event())
 
+    def is_closed(self, request) -> bool:
+        """Whether the session's tab has been closed (its work should end without output)."""
+        with self._lock:
+            return self.key(request) in self._closed
+
     def close(self, request) -> None:
         """Stop the session's work and delete its files (the tab was closed)."""
         key = self.key(request)
         with self._lock:
+            self._closed.add(key)
             flag = self._stops.pop(key, None)
         if flag is not None:
             flag.set()

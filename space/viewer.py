@@ -23,8 +23,11 @@ MESH_COLOUR = (165, 178, 200, 255)
 GLYPH_SIZE = 0.004
 """Octahedron radius as a fraction of the cloud's longest side."""
 
-# Near -> far: steel blue, pale yellow, red. Near surface stays calm, spurious surface shouts.
-COLOUR_STOPS = np.array([[49, 104, 174], [250, 230, 140], [215, 40, 40]], dtype=np.float64)
+# Near -> far: steel blue, light blue, pale yellow, red, at these fractions of the scale. The
+# surface between cloud points (up to about half the point spacing away) stays blue; spurious
+# surface shouts.
+COLOUR_STOPS = np.array([[49, 104, 174], [140, 180, 220], [250, 225, 130], [215, 40, 40]], dtype=np.float64)
+COLOUR_POSITIONS = np.array([0.0, 0.3, 0.65, 1.0])
 DISTANCE_SCALE = 0.02
 """The colour scale ends at this fraction of the cloud's longest side (farther: full red)."""
 
@@ -87,10 +90,8 @@ def nearest_point_distances(vertices: np.ndarray, points: np.ndarray) -> np.ndar
 
 def distance_colours(distances: np.ndarray, scale: float) -> np.ndarray:
     """RGBA uint8 colours of distances on the near-to-far colour scale [0, scale]."""
-    t = np.clip(np.asarray(distances, np.float64) / max(scale, 1e-12), 0.0, 1.0) * (len(COLOUR_STOPS) - 1)
-    low = np.minimum(np.floor(t).astype(int), len(COLOUR_STOPS) - 2)
-    frac = (t - low)[:, None]
-    rgb = COLOUR_STOPS[low] * (1 - frac) + COLOUR_STOPS[low + 1] * frac
+    t = np.clip(np.asarray(distances, np.float64) / max(scale, 1e-12), 0.0, 1.0)
+    rgb = np.stack([np.interp(t, COLOUR_POSITIONS, COLOUR_STOPS[:, c]) for c in range(3)], axis=1)
     alpha = np.full((len(rgb), 1), 255.0)
     return np.hstack([rgb, alpha]).round().astype(np.uint8)
 
@@ -112,7 +113,8 @@ def legend_html(scale: float | None, units: str = "") -> str:
 
     With scale None the ticks are fractions of the cloud's longest side (before a comparison).
     """
-    stops = ", ".join(f"rgb({r:.0f},{g:.0f},{b:.0f})" for r, g, b in COLOUR_STOPS)
+    stops = ", ".join(f"rgb({r:.0f},{g:.0f},{b:.0f}) {100 * p:.0f}%"
+                      for (r, g, b), p in zip(COLOUR_STOPS, COLOUR_POSITIONS))
     labels = []
     for f in (0, 0.25, 0.5, 0.75, 1):
         text = f"{100 * DISTANCE_SCALE * f:g} %" if scale is None else format_length(scale * f, units)

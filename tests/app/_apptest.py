@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 from space.presets import AppPreset
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TOKEN = "hf_app_test_SECRET_token_93e1d7"
 USER = "tester"
@@ -35,3 +40,9 @@ def fit_args(**changes) -> dict:
 def is_update(value) -> bool:
     """An output the handler left unchanged (gr.skip()) arrives as {'__type__': 'update'}."""
     return isinstance(value, dict) and value.get("__type__") == "update"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

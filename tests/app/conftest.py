@@ -8,7 +8,6 @@ a temporary home, no stored login and no telemetry.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -26,13 +25,7 @@ for path in (ROOT, HERE):
 
 import pytest  # noqa: E402
 
-from _apptest import MAX_POINTS, TINY_PRESET, TOKEN, USER  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from _apptest import MAX_POINTS, TINY_PRESET, TOKEN, USER, free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")

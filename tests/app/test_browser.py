@@ -21,6 +21,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 
 pytestmark = [
+    pytest.mark.browser,
     pytest.mark.skipif(not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)),
                        reason=f"no Chromium at {CHROMIUM}: install it with `apt-get install -y chromium`"),
 ]

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import ROOT, free_port
+from _apptest import ROOT, free_port
 
 SCRIPT = textwrap.dedent('''
     import json, runpy, sys, threading, time, urllib.request

@@ -29,7 +29,7 @@ def test_sessions_have_their_own_folders_and_stop_flags(tmp_path):
     assert not store.stop_flag(b).is_set()
     store.close(a)
     assert not (tmp_path / "root" / "aaa").exists() and (tmp_path / "root" / "bbb").is_dir()
-    assert not store.stop_flag(a).is_set()  # a new flag for a reopened session
+    assert store.is_closed(a) and not store.is_closed(b)
 
 
 def test_session_ids_cannot_escape_the_root(tmp_path):
