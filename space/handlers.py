@@ -26,7 +26,7 @@ from diffcd.metrics import cloud_surface_distances, evaluate_mesh
 from diffcd.runs import CLOUD_FILE, write_run
 from space import viewer
 from space.presets import AppPreset
-from space.sessions import SessionStore
+from space.sessions import SHARED_FOLDER, SessionStore
 from space.validation import (LoadedCloud, check_method, check_methods, check_preset, check_repo_id,
                               check_resolution, check_settings, load_cloud)
 
@@ -85,8 +85,9 @@ class Handlers:
     """Event functions bound to the app's settings (presets, session store, Hub endpoint)."""
 
     def __init__(self, *, presets: dict[str, AppPreset], store: SessionStore, max_points: int,
-                 hub_endpoint: str | None = None):
+                 hub_endpoint: str | None = None, max_fit_seconds: float | None = None):
         self.presets = presets
+        self.max_fit_seconds = max_fit_seconds
         self.store = store
         self.max_points = max_points
         self.hub_endpoint = hub_endpoint
@@ -109,11 +110,11 @@ class Handlers:
         lines += [f"⚠ {note}" for note in loaded.notes]
         return "\n\n".join(lines)
 
-    def _example(self, example_id: str) -> tuple[str, str]:
+    def example_preview(self, example_id: str) -> tuple[str, str]:
         """The preview GLB and description of a built-in example, built once per app."""
         if example_id not in self._examples:
             loaded = load_cloud(None, example_id, max_points=self.max_points)
-            folder = self.store.root / "_examples"
+            folder = self.store.root / SHARED_FOLDER
             folder.mkdir(exist_ok=True)
             path = viewer.cloud_glb(loaded.cloud.points, folder / f"{example_id}-cloud.glb")
             self._examples[example_id] = (str(path), self._cloud_info(loaded))
@@ -131,7 +132,7 @@ class Handlers:
         """
         if not example:
             raise gr.Error("Pick an example first.")
-        return self._example(example)
+        return self.example_preview(example)
 
     def preview_cloud(self, cloud: str, request: gr.Request) -> tuple[str, str]:
         """Check an uploaded point cloud and show it in 3D before fitting.
@@ -227,7 +228,8 @@ class Handlers:
         last_snapshot = -math.inf
         kept: list[Path] = []
         for event in fitter.run():
-            if stop.is_set():
+            over_time = self.max_fit_seconds is not None and event.elapsed > self.max_fit_seconds
+            if stop.is_set() or over_time:
                 fitter.cancel()
             if event.done:
                 yield event, None
@@ -400,6 +402,9 @@ class Handlers:
         progress = self._progress(event, stage="cancelled" if cancelled else "done", title=title)
         progress["summary"] = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))}
         verb = "Stopped" if cancelled else "Done"
+        if cancelled and not stop.is_set():
+            notes += (f"⚠ This app stops a fit after {_seconds(self.max_fit_seconds)}; the model so far is "
+                      "below. Run longer fits locally (python app.py) or with the CLI.\n\n")
         status = (f"{notes}**{verb}: {title}, {summary['steps']:,} steps in {_seconds(summary['fit_seconds'])}** "
                   f"(compile {summary['compile_seconds']:.1f} s, {summary['steps_per_second']:.1f} steps/s, "
                   f"{summary.get('backend', 'cpu').upper()})")
@@ -522,6 +527,8 @@ class Handlers:
                 finals[index] = update[index] = str(path)
             else:
                 row["note"] = "no surface found"
+            if summary.get("cancelled") and not stop.is_set():
+                row["note"] = f"stopped at the {_seconds(self.max_fit_seconds)} limit"
             rows.append(row)
             yield (*update, table(), f"{prefix}**{title}** done in {_seconds(summary['fit_seconds'])}.", gr.skip())
         done = len(rows)

@@ -17,7 +17,9 @@ import time
 import uuid
 from pathlib import Path
 
-_SAFE = re.compile(r"[^A-Za-z0-9_-]")
+_SAFE = re.compile(r"[^A-Za-z0-9-]")
+SHARED_FOLDER = "_shared"
+"""Files of the app, not of a session (example previews): never swept. Session ids have no '_'."""
 
 
 class SessionStore:
@@ -77,6 +79,8 @@ class SessionStore:
         now = time.time()
         removed = []
         for folder in self.root.iterdir() if self.root.is_dir() else ():
+            if folder.name == SHARED_FOLDER:
+                continue
             try:
                 idle = now - folder.stat().st_mtime
             except FileNotFoundError:

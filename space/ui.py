@@ -55,7 +55,7 @@ def _preset_choices(presets: dict[str, AppPreset]) -> list[tuple[str, str]]:
 def _cloud_inputs(handlers: Handlers, prefix: str, examples, default_example: str | None):
     """Example picker, upload and input preview; returns (upload, example, preview, info)."""
     example_choices = [(e.label, e.id) for e in examples]
-    preview_value, info_value = (handlers._example(default_example) if default_example else (None, ""))
+    preview_value, info_value = (handlers.example_preview(default_example) if default_example else (None, ""))
     example = gr.Dropdown(example_choices, value=default_example, label="Example cloud",
                           info="Built-in clouds with ground-truth meshes.", elem_id=f"{prefix}-example")
     upload = gr.File(label="…or upload a point cloud", file_types=[
@@ -85,6 +85,7 @@ def build_app(
     default_preset: str | None = None,
     hub_endpoint: str | None = None,
     max_points: int | None = None,
+    max_fit_seconds: float | None = None,
     session_root: str | Path | None = None,
 ) -> gr.Blocks:
     """Build the Gradio app (call .queue() and .launch() on it, as app.py does).
@@ -95,6 +96,9 @@ def build_app(
       default_preset: the preset selected at start (default: gpu-demo on a GPU, else cpu-quick).
       hub_endpoint: the Hub URL (default: HF_ENDPOINT, else huggingface.co).
       max_points: clouds above this are downsampled (default: DIFFCD_SPACE_MAX_POINTS or 200,000).
+      max_fit_seconds: a fit (each method of a comparison) is stopped after this long, as if by
+        its Stop button (default: DIFFCD_SPACE_MAX_FIT_SECONDS, else no limit). On a shared Space
+        this keeps one user from holding the GPU for hours with the paper preset.
       session_root: where per-session folders live (default: a new temporary folder).
     """
     gpu = jax.default_backend() == "gpu"
@@ -102,8 +106,11 @@ def build_app(
     presets.update(extra_presets or {})
     default_preset = default_preset or default_preset_name(presets, gpu)
     max_points = max_points or int(os.environ.get("DIFFCD_SPACE_MAX_POINTS", DEFAULT_MAX_POINTS))
+    if max_fit_seconds is None and os.environ.get("DIFFCD_SPACE_MAX_FIT_SECONDS"):
+        max_fit_seconds = float(os.environ["DIFFCD_SPACE_MAX_FIT_SECONDS"])
     store = SessionStore(session_root)
-    handlers = Handlers(presets=presets, store=store, max_points=max_points, hub_endpoint=hub_endpoint)
+    handlers = Handlers(presets=presets, store=store, max_points=max_points, hub_endpoint=hub_endpoint,
+                        max_fit_seconds=max_fit_seconds)
     examples = list_examples()
     default_example = next((e.id for e in examples if e.id == "torus"), examples[0].id if examples else None)
     method_names = list(METHODS)

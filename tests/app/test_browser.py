@@ -60,7 +60,7 @@ def page(app_url):
 
 def _session_folders(demo) -> set[str]:
     root = demo.diffcd_handlers.store.root
-    return {p.name for p in root.iterdir() if not p.name.startswith("_")}
+    return {p.name for p in root.iterdir() if p.name != "_shared"}
 
 
 def test_fit_an_example_in_the_browser(page, app_server, tmp_path_factory):

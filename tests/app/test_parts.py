@@ -34,17 +34,20 @@ def test_sessions_have_their_own_folders_and_stop_flags(tmp_path):
 
 def test_session_ids_cannot_escape_the_root(tmp_path):
     store = SessionStore(tmp_path / "root")
-    folder = store.folder(_request("../../etc"))
+    folder = store.folder(_request("../../_etc"))
     assert folder.parent == tmp_path / "root" and folder.name == "etc"
 
 
 def test_idle_sessions_are_swept(tmp_path):
     store = SessionStore(tmp_path / "root", max_age=60)
     old, fresh = store.folder(_request("old")), store.folder(_request("fresh"))
+    shared = store.root / "_shared"
+    shared.mkdir()
     past = time.time() - 3600
-    os.utime(old, (past, past))
+    for folder in (old, shared):
+        os.utime(folder, (past, past))
     assert store.sweep() == ["old"]
-    assert not old.exists() and fresh.exists()
+    assert not old.exists() and fresh.exists() and shared.exists()
 
 
 def test_cloud_preview_is_a_glyph_mesh_around_the_points(tmp_path):
@@ -94,3 +97,17 @@ def test_examples_come_from_the_library_index():
     examples = list_examples()
     assert examples and all(e.cloud.is_file() for e in examples)
     assert all(e.gt_mesh is None or e.gt_mesh.is_file() for e in examples)
+
+
+def test_a_fit_over_the_time_limit_is_stopped_and_still_delivered(tmp_path):
+    from _apptest import TINY_PRESET, fit_args
+    from space.handlers import Handlers
+
+    handlers = Handlers(presets={"test-tiny": TINY_PRESET}, store=SessionStore(tmp_path), max_points=50_000,
+                        max_fit_seconds=0.0)
+    args = fit_args(example="sphere", method="igr", steps=400)
+    updates = list(handlers.fit(**args, request=_request("limit")))
+    surface, losses, status, progress, metrics, downloads, state = updates[-1]
+    assert progress["stage"] == "cancelled" and progress["summary"]["steps"] < 400
+    assert "stops a fit after 0 s" in status
+    assert trimesh.load(surface, force="mesh").faces.size > 0 and state["model_dir"]
