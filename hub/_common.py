@@ -36,10 +36,16 @@ def resolve_endpoint(endpoint: str | None = None) -> str:
     return url
 
 
-def resolve_token(token: str | None = None) -> str | None:
-    """The token argument, else HF_TOKEN, else the huggingface_hub login; None if there is none."""
+def resolve_token(token: str | bool | None = None) -> str | bool | None:
+    """The token argument, else HF_TOKEN, else the huggingface_hub login; None if there is none.
+
+    `False` means anonymous: no token is looked up or sent (a server that holds its own HF_TOKEN,
+    such as a Space, passes it so that its visitors never act with the owner's credentials).
+    """
     from huggingface_hub import get_token
 
+    if token is False:
+        return False
     if token is not None and not isinstance(token, str):
         raise HubError("The token must be a string.")
     token = (token or "").strip() or get_token()

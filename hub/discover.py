@@ -34,7 +34,7 @@ def _method_from_tags(tags: list[str]) -> str | None:
         (LIBRARY_NAME if LIBRARY_NAME in tags else None)
 
 
-def list_checkpoints(*, author: str | None = None, token: str | None = None, limit: int = 50,
+def list_checkpoints(*, author: str | None = None, token: str | bool | None = None, limit: int = 50,
                      search: str | None = None, endpoint: str | None = None) -> list[dict[str, Any]]:
     """Published diffcd checkpoints, most recently changed first.
 

@@ -38,7 +38,7 @@ class PullResult:
     mesh_path: Path | None = None
 
 
-def download_checkpoint(repo_id: str, *, revision: str | None = None, token: str | None = None,
+def download_checkpoint(repo_id: str, *, revision: str | None = None, token: str | bool | None = None,
                         endpoint: str | None = None) -> Path:
     """The checkpoint's snapshot folder in the cache, downloading only what is missing.
 
@@ -50,13 +50,39 @@ def download_checkpoint(repo_id: str, *, revision: str | None = None, token: str
     repo_name(repo_id)
     token = resolve_token(token)
     endpoint = resolve_endpoint(endpoint)
+    _check_access(repo_id, revision, token, endpoint)
     try:
-        folder = snapshot_download(repo_id, revision=revision, token=token or None, endpoint=endpoint,
+        folder = snapshot_download(repo_id, revision=revision, token=token or False, endpoint=endpoint,
                                    allow_patterns=list(PULLED_FILES))
     except Exception as exc:
         raise translate(exc, repo_id, action="downloading", revision=revision, token_given=bool(token),
                         endpoint=endpoint) from None
     return Path(folder)
+
+
+def _check_access(repo_id: str, revision: str | None, token, endpoint: str) -> None:
+    """Ask the Hub whether this token may read the repo before the cache is consulted.
+
+    snapshot_download serves a cached copy when the Hub refuses a request; on a shared server
+    (a Space) that copy may have been fetched with someone else's token. A refusal is final;
+    only an unreachable Hub (or offline mode) lets the cache answer.
+    """
+    import httpx2
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    try:
+        HfApi(endpoint=endpoint).repo_info(repo_id, revision=revision, token=token or False)
+    except HfHubHTTPError as exc:  # before OSError: huggingface_hub's HTTP errors are OSErrors too
+        status = exc.response.status_code if exc.response is not None else None
+        if status is None or status >= 500:
+            return
+        raise translate(exc, repo_id, action="downloading", revision=revision, token_given=bool(token),
+                        endpoint=endpoint) from None
+    except (httpx2.TransportError, OSError):
+        return
 
 
 def _load(folder: Path, label: str):
@@ -89,7 +115,7 @@ def pull_checkpoint(
     repo_id: str,
     *,
     revision: str | None = None,
-    token: str | None = None,
+    token: str | bool | None = None,
     out_dir: str | os.PathLike | None = None,
     resolution: int | None = 256,
     endpoint: str | None = None,
@@ -99,7 +125,7 @@ def pull_checkpoint(
     Args:
       repo_id: "namespace/name".
       revision: a branch, tag or commit sha; default main.
-      token: for private repos; default HF_TOKEN, then the saved login.
+      token: for private repos; default HF_TOKEN, then the saved login; False: anonymous.
       out_dir: a folder to receive config.json, model.safetensors, README.md, metrics.json and
         mesh.glb; nothing is written outside the cache when None.
       resolution: marching-cubes resolution of the mesh written to out_dir; None copies the
@@ -147,7 +173,7 @@ def _write_mesh(sdf, resolution: int, path: Path, label: str) -> None:
     os.replace(tmp, path)
 
 
-def load_sdf(repo_id: str, revision: str | None = None, token: str | None = None, *,
+def load_sdf(repo_id: str, revision: str | None = None, token: str | bool | None = None, *,
              endpoint: str | None = None):
     """The FittedSDF published at `repo_id` (a branch, tag or commit sha as `revision`).
 

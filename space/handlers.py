@@ -629,7 +629,8 @@ class Handlers:
         from hub.errors import HubError
 
         try:
-            found = list_checkpoints(author=(author or "").strip() or None,
+            # Anonymous: a Space's own HF_TOKEN must never list its owner's private repos.
+            found = list_checkpoints(author=(author or "").strip() or None, token=False,
                                      search=(search or "").strip() or None, endpoint=self.hub_endpoint)
         except HubError as error:
             raise gr.Error(str(error), title="Cannot list checkpoints") from None
@@ -682,7 +683,8 @@ class Handlers:
         resolution = check_resolution(resolution)
         token = (token or "").strip() or None
         try:
-            pulled = pull_checkpoint(repo_id, revision=(revision or "").strip() or None, token=token,
+            # No token typed: anonymous, never the server's own HF_TOKEN or login.
+            pulled = pull_checkpoint(repo_id, revision=(revision or "").strip() or None, token=token or False,
                                      resolution=None, endpoint=self.hub_endpoint)
             mesh = pulled.sdf.extract_mesh(resolution)
         except (HubError, DiffCDError) as error:

@@ -121,6 +121,18 @@ def test_private_repo_tokens(api, export, monkeypatch):
     assert load_sdf("user/private", revision="main").method == "diffcd"
 
 
+def test_anonymous_never_uses_the_servers_own_token(api, export, monkeypatch):
+    """token=False (what the app passes for its visitors) ignores HF_TOKEN and the saved login."""
+    from hub.discover import list_checkpoints
+
+    _upload(api, "user/private", export, private=True)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)  # a Space's own secret
+    assert load_sdf("user/private").method == "diffcd"
+    with pytest.raises(RepoNotFoundError, match="user/private"):
+        load_sdf("user/private", token=False)
+    assert all(item["repo_id"] != "user/private" for item in list_checkpoints(token=False))
+
+
 def test_push_needs_a_token(hub_server, tmp_path):
     run = make_run(tmp_path / "run")
     with pytest.raises(AuthError, match=r"Pushing to user/x needs .*token.*set HF_TOKEN or pass --token"):
