@@ -87,6 +87,12 @@ def _nearest(tree_points: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, 
     return distances, index
 
 
+def nearest_distances(queries, points) -> np.ndarray:
+    """Each query point's distance to the nearest of `points` (e.g. mesh vertices to the cloud)."""
+    distances, _ = _nearest(_points_array(points), _points_array(queries))
+    return distances
+
+
 def _normal_angles(normals: np.ndarray, neighbour_normals: np.ndarray) -> np.ndarray:
     cosine = np.clip(np.sum(normals * neighbour_normals, axis=1), -1.0, 1.0)
     return np.degrees(np.arccos(cosine))

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import trimesh
-from scipy.spatial import cKDTree
+
+from diffcd.metrics import nearest_distances
 
 PREVIEW_POINTS = 6000
 CLOUD_COLOUR = (37, 99, 235, 255)
@@ -82,12 +83,6 @@ def mesh_glb(mesh: trimesh.Trimesh, path: Path) -> Path:
     return _write_glb(plain, path)
 
 
-def nearest_point_distances(vertices: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Each vertex's distance to the nearest cloud point (for colouring only)."""
-    distances, _ = cKDTree(np.asarray(points, np.float64)).query(np.asarray(vertices, np.float64), k=1)
-    return distances
-
-
 def distance_colours(distances: np.ndarray, scale: float) -> np.ndarray:
     """RGBA uint8 colours of distances on the near-to-far colour scale [0, scale]."""
     t = np.clip(np.asarray(distances, np.float64) / max(scale, 1e-12), 0.0, 1.0)
@@ -99,7 +94,7 @@ def distance_colours(distances: np.ndarray, scale: float) -> np.ndarray:
 def distance_mesh_glb(mesh: trimesh.Trimesh, points: np.ndarray, scale: float, path: Path) -> Path:
     """The mesh with each vertex coloured by its distance to the nearest cloud point."""
     coloured = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, process=False)
-    coloured.visual.vertex_colors = distance_colours(nearest_point_distances(mesh.vertices, points), scale)
+    coloured.visual.vertex_colors = distance_colours(nearest_distances(mesh.vertices, points), scale)
     return _write_glb(coloured, path)
 
 

@@ -273,3 +273,12 @@ def test_far_points_are_within_one_percent():
     result = cloud_surface_distances(points, mesh, n_samples=2000)
     for key, value in (("mean", expected.mean()), ("max", expected.max())):
         assert value - 1e-12 <= result[f"cloud_to_surface_{key}"] <= 1.01 * value
+
+
+def test_nearest_distances_match_brute_force():
+    from diffcd.metrics import nearest_distances
+
+    rng = np.random.default_rng(3)
+    queries, points = rng.normal(size=(200, 3)), rng.normal(size=(500, 3))
+    brute = np.linalg.norm(queries[:, None] - points[None], axis=-1).min(axis=1)
+    np.testing.assert_allclose(nearest_distances(queries, points), brute, rtol=1e-12)
