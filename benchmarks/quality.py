@@ -2,7 +2,8 @@
 
     python -m benchmarks.quality [--preset cpu-quick] [--methods diffcd igr ...] [--examples ...]
 
-Writes benchmarks/results/quality-<preset>-<backend>.md and .json (linked from the README):
+Writes benchmarks/results/quality-<preset>-<backend>.md and .json (linked from the README; rows
+of examples and methods not run this time are kept from the earlier file):
 per example and method, wall time of the whole fit (compile, seed meshes and final mesh
 included), Chamfer distance relative to the object's longest side, normal angle, F-score, and the
 surface->cloud distance that flags spurious surface.
@@ -46,6 +47,17 @@ def fit_and_score(example_id: str, method: str, preset: str, steps: int | None) 
     }
 
 
+def _merge(path: Path, rows: list[dict]) -> list[dict]:
+    """Earlier results of the same file, with the (example, method) pairs just measured replaced."""
+    if not path.is_file():
+        return rows
+    fresh = {(r["example"], r["method"]): r for r in rows}
+    kept = [r for r in json.loads(path.read_text())["rows"] if (r["example"], r["method"]) not in fresh]
+    order = {e["id"]: i for i, e in enumerate(list_examples())}
+    methods = list(METHODS)
+    return sorted(kept + rows, key=lambda r: (order.get(r["example"], 99), methods.index(r["method"])))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu-quick")
@@ -61,10 +73,11 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     backend = jax.default_backend()
-    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "backend": backend,
-              "device": jax.devices()[0].device_kind, "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     name = f"quality-{args.preset}-{backend}"
+    rows = _merge(RESULTS / f"{name}.json", rows)
+    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "backend": backend,
+              "device": jax.devices()[0].device_kind, "rows": rows}
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Quality: {args.preset} on {backend} ({report['device']})", "",
              f"{report['date']}. Chamfer and surface->cloud distance as % of the object's longest side.", "",
