@@ -17,6 +17,7 @@ import pandas as pd
 import trimesh
 
 from diffcd.metrics import nearest_distances
+from diffcd.runs import subsample
 
 PREVIEW_POINTS = 6000
 CLOUD_COLOUR = (37, 99, 235, 255)
@@ -54,14 +55,6 @@ def _write_glb(scene_or_mesh, path: Path) -> Path:
 def longest_side(points: np.ndarray) -> float:
     extent = np.ptp(np.asarray(points, np.float64), axis=0)
     return float(extent.max()) if extent.size else 1.0
-
-
-def subsample(points: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
-    """At most `count` of the points, chosen at random with a fixed seed."""
-    if len(points) <= count:
-        return np.asarray(points)
-    keep = np.random.default_rng(seed).choice(len(points), count, replace=False)
-    return np.asarray(points)[np.sort(keep)]
 
 
 def cloud_glb(points: np.ndarray, path: Path, *, max_points: int = PREVIEW_POINTS) -> Path:
