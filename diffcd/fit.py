@@ -22,8 +22,9 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from diffcd import meshing, sampling
-from diffcd.errors import ConfigError, NoSurfaceError
+from diffcd.errors import ConfigError, MeshError, NoSurfaceError
 from diffcd.io import Normalization, PointCloud, points_from_array
+from diffcd.metrics import sample_triangles
 from diffcd.methods import METHODS, MethodSpec, compile_key, get_method, traced_weights
 from diffcd.networks import NetworkConfig, Params, init_params, make_sdf
 from diffcd.sdf import FittedSDF, evaluate_in_chunks, to_trimesh
@@ -394,18 +395,20 @@ class Fitter:
         """DiffCD: mesh the current f and draw area-uniform seeds on it (method.md §4, step 1)."""
         start = time.perf_counter()
         cfg = self.config.method_config
-        rng = np.random.default_rng([self.config.seed, step])
+        seed = [self.config.seed, step]
         params = self.state.params
         evaluate = lambda x: evaluate_in_chunks(self.config.network, params, x)
         try:
             mesh = meshing.extract_mesh(evaluate, cfg.seed_mesh_resolution)
-            seeds = sampling.sample_mesh_surface(mesh.vertices, mesh.faces, cfg.seed_count, rng)
-        except NoSurfaceError:
+            seeds = sample_triangles(mesh.vertices[mesh.faces], cfg.seed_count, seed, "seed mesh")[0]
+        except (NoSurfaceError, MeshError):
             # Without a level set, start from the cloud itself: the projection moves these seeds
             # onto whatever surface appears.
             self._seed_fallbacks += 1
+            rng = np.random.default_rng(seed)
             pick = rng.choice(len(self._points), cfg.seed_count, replace=len(self._points) < cfg.seed_count)
             seeds = self._points[pick]
+        seeds = seeds.astype(np.float32)
         candidates, radius = sampling.nearest_candidates(self._tree, seeds, cfg.nn_candidates)
         self.data = {
             **self.data,

@@ -17,7 +17,7 @@ import numpy as np
 import trimesh
 
 from diffcd.errors import ConfigError, DiffCDWarning, MeshError, PointCloudError
-from diffcd.metrics import _sample_triangles
+from diffcd.metrics import sample_triangles
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
@@ -392,7 +392,7 @@ def _read_geometry(path: Path, mesh_samples: int, seed: int):
             raise PointCloudError(f"{path.name}: the mesh has NaN or inf vertex coordinates; "
                                   "repair or re-export it.")
         try:
-            points, normals, _ = _sample_triangles(triangles, mesh_samples, seed, f"mesh in {path.name}")
+            points, normals, _ = sample_triangles(triangles, mesh_samples, seed, f"mesh in {path.name}")
         except MeshError as cause:
             raise PointCloudError(str(cause)) from cause
         return points, normals, True

@@ -40,8 +40,11 @@ def _triangles(mesh: trimesh.Trimesh, what: str) -> np.ndarray:
     return vertices[faces]
 
 
-def _sample_triangles(triangles: np.ndarray, n: int, seed: int, what: str):
-    """Area-uniform samples on ``triangles``; returns (points, normals, face index)."""
+def sample_triangles(triangles: np.ndarray, n: int, seed=0, what: str = "mesh"):
+    """Area-uniform samples on ``triangles`` (F, 3, 3); returns (points, normals, face index).
+
+    ``seed`` is anything ``numpy.random.default_rng`` takes (an int or a sequence of ints).
+    """
     if int(n) != n or n < 1:
         raise ValueError(f"Number of surface samples must be a positive integer, got {n!r}.")
     n = int(n)
@@ -78,7 +81,7 @@ def sample_surface(mesh: trimesh.Trimesh, n: int, *, seed: int = 0) -> tuple[np.
     Raises:
       MeshError: the mesh has no faces, non-finite vertices or zero area.
     """
-    points, normals, _ = _sample_triangles(_triangles(mesh, "mesh"), n, seed, "mesh")
+    points, normals, _ = sample_triangles(_triangles(mesh, "mesh"), n, seed, "mesh")
     return points, normals
 
 
@@ -137,8 +140,8 @@ def evaluate_mesh(
     """
     gt_triangles = _triangles(ground_truth, "ground-truth mesh")
     est_triangles = _triangles(estimate, "estimated mesh")
-    gt_points, gt_normals, _ = _sample_triangles(gt_triangles, n_samples, seed, "ground-truth mesh")
-    est_points, est_normals, _ = _sample_triangles(est_triangles, n_samples, seed, "estimated mesh")
+    gt_points, gt_normals, _ = sample_triangles(gt_triangles, n_samples, seed, "ground-truth mesh")
+    est_points, est_normals, _ = sample_triangles(est_triangles, n_samples, seed, "estimated mesh")
     if fscore_threshold is None:
         extent = np.ptp(gt_triangles.reshape(-1, 3), axis=0)
         fscore_threshold = DEFAULT_FSCORE_FRACTION * float(extent.max())
@@ -291,7 +294,7 @@ def cloud_surface_distances(points, mesh: trimesh.Trimesh, *, n_samples: int = 3
     """
     cloud = _points_array(points)
     triangles = _triangles(mesh, "mesh")
-    samples, _, _ = _sample_triangles(triangles, n_samples, seed, "mesh")
+    samples, _, _ = sample_triangles(triangles, n_samples, seed, "mesh")
     to_surface = _point_to_surface(cloud, triangles)
     to_cloud, _ = _nearest(cloud, samples)
     return {

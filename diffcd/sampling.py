@@ -63,21 +63,3 @@ def neural_pull_pairs(
     queries = queries.astype(np.float32)
     _, nearest = cKDTree(points).query(queries, k=1, workers=-1)
     return queries, points[nearest].astype(np.float32)
-
-
-def sample_mesh_surface(
-    vertices: np.ndarray, faces: np.ndarray, count: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Area-uniform points on a triangle mesh."""
-    triangles = vertices[faces]
-    areas = 0.5 * np.linalg.norm(
-        np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0]), axis=1
-    )
-    chosen = rng.choice(len(faces), size=count, p=areas / areas.sum())
-    u, v = rng.random((2, count))
-    flip = u + v > 1
-    u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
-    t = triangles[chosen]
-    return (t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])).astype(
-        np.float32
-    )

@@ -17,7 +17,14 @@ CLOUD_FILE = "cloud.npy"
 PULLED_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, METRICS_FILE, MESH_FILE)
 """The only files a pull downloads; of these only the JSON files and the safetensors are loaded."""
 
-METHOD_LABELS = {"diffcd": "DiffCD", "igr": "IGR", "neural-pull": "Neural-Pull", "siren": "SIREN"}
+
+
+def method_label(method: str) -> str:
+    """A method's display name from the library's registry (DiffCD, IGR, ...), else the name."""
+    from diffcd.methods import METHODS  # lazily: the dev server must start without JAX
+
+    spec = METHODS.get(method)
+    return spec.title if spec else method
 
 
 def resolve_endpoint(endpoint: str | None = None) -> str:

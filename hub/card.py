@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from hub._common import (CARD_FILE, CLOUD_FILE, CONFIG_FILE, LIBRARY_NAME, MESH_FILE, METHOD_LABELS,
+from hub._common import (CARD_FILE, CLOUD_FILE, CONFIG_FILE, LIBRARY_NAME, MESH_FILE, method_label,
                          METRICS_FILE, WEIGHTS_FILE)
 
 BASE_TAGS = ["sdf", "implicit-surface", "point-cloud", "surface-reconstruction", "jax", "flax", "diffcd"]
@@ -72,7 +72,7 @@ def build_card(repo_id: str, config: dict[str, Any], *, metrics: dict[str, dict]
                parameters: int | None = None, cloud_points: int | None = None) -> str:
     """README.md text for a checkpoint: YAML metadata, description, settings, metrics, usage, citation."""
     method = str(config.get("method", "diffcd"))
-    label = METHOD_LABELS.get(method, method)
+    label = method_label(method)
     summary = summary or {}
     metadata = {k: v for k, v in (config.get("metadata") or {}).items() if k != "summary"}
     front = yaml.safe_dump(card_metadata(method), sort_keys=False, allow_unicode=True)

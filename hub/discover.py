@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Any
 
-from hub._common import CONFIG_FILE, LIBRARY_NAME, METHOD_LABELS, METRICS_FILE, resolve_endpoint, resolve_token
+from hub._common import CONFIG_FILE, LIBRARY_NAME, METRICS_FILE, resolve_endpoint, resolve_token
 from hub.errors import translate
 
 __all__ = ["list_checkpoints"]
@@ -30,7 +30,9 @@ def _read_remote_json(repo_id: str, filename: str, sha: str, *, token, endpoint)
 
 
 def _method_from_tags(tags: list[str]) -> str | None:
-    return next((t for t in tags if t in METHOD_LABELS and t != LIBRARY_NAME), None) or \
+    from diffcd.methods import METHODS
+
+    return next((t for t in tags if t in METHODS and t != LIBRARY_NAME), None) or \
         (LIBRARY_NAME if LIBRARY_NAME in tags else None)
 
 

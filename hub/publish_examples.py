@@ -21,7 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
-from hub._common import CLOUD_FILE, CONFIG_FILE, METHOD_LABELS, WEIGHTS_FILE
+from hub._common import CLOUD_FILE, CONFIG_FILE, method_label, WEIGHTS_FILE
 from hub.errors import scrub
 
 __all__ = ["fit_example", "publish_examples", "seed_server", "main"]
@@ -101,7 +101,7 @@ def publish_examples(namespace: str | None, *, preset: str = "cpu-quick", method
                 if not push:
                     yield name, None, note
                     continue
-                label = METHOD_LABELS.get(method, method)
+                label = method_label(method)
                 result = push_checkpoint(
                     run_dir, f"{namespace}/{name}", token=token, private=private, endpoint=endpoint,
                     include_cloud=(run_dir / CLOUD_FILE) if (run_dir / CLOUD_FILE).is_file() else False,

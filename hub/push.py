@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from hub._common import (CARD_FILE, CLOUD_FILE, CONFIG_FILE, MESH_FILE, METHOD_LABELS, METRICS_FILE,
+from hub._common import (CARD_FILE, CLOUD_FILE, CONFIG_FILE, MESH_FILE, method_label, METRICS_FILE,
                          WEIGHTS_FILE, repo_name, resolve_endpoint, resolve_token)
 from hub.card import build_card
 from hub.errors import AuthError, HubError, NotACheckpointError, scrub, translate
@@ -71,6 +71,7 @@ def collect_metrics(folder: Path, config: dict[str, Any]) -> dict[str, dict]:
 def _cloud_bytes(folder: Path, include_cloud: bool | str | os.PathLike) -> tuple[bytes, int]:
     from diffcd.errors import DiffCDError
     from diffcd.io import load_point_cloud
+    from diffcd.runs import subsample
 
     if include_cloud is True:
         found = [folder / name for name in CLOUD_CANDIDATES if (folder / name).is_file()]
@@ -84,9 +85,7 @@ def _cloud_bytes(folder: Path, include_cloud: bool | str | os.PathLike) -> tuple
         points = np.asarray(load_point_cloud(path, min_points=1).points, np.float32)
     except DiffCDError as exc:
         raise HubError(f"Cannot include the point cloud {path}: {exc}") from None
-    if len(points) > MAX_CLOUD_POINTS:
-        keep = np.sort(np.random.default_rng(0).choice(len(points), MAX_CLOUD_POINTS, replace=False))
-        points = points[keep]
+    points = subsample(points, MAX_CLOUD_POINTS)
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(points, np.float32), allow_pickle=False)
     return buffer.getvalue(), len(points)
@@ -178,7 +177,7 @@ def push_checkpoint(
     endpoint = resolve_endpoint(endpoint)
     files = prepare_files(source, repo_id, include_cloud=include_cloud, mesh_resolution=mesh_resolution)
     method = json.loads(Path(files[CONFIG_FILE]).read_text()).get("method", "diffcd")
-    message = commit_message or f"Upload {METHOD_LABELS.get(method, method)} SDF fitted with diffcd"
+    message = commit_message or f"Upload {method_label(method)} SDF fitted with diffcd"
     branch = revision or "main"
     api = HfApi(endpoint=endpoint, token=token)
     logger.info("Pushing %s to %s (branch %s) on %s", source, repo_id, branch, endpoint)
