@@ -27,7 +27,7 @@ from diffcd.io import Normalization, PointCloud, points_from_array
 from diffcd.metrics import sample_triangles
 from diffcd.methods import METHODS, MethodSpec, compile_key, get_method, traced_weights
 from diffcd.networks import NetworkConfig, Params, init_params, make_sdf
-from diffcd.sdf import FittedSDF, evaluate_in_chunks, to_trimesh
+from diffcd.sdf import FittedSDF, evaluate_in_chunks
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 import trimesh
 
 from _apptest import fit_args, is_update
