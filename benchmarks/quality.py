@@ -2,6 +2,10 @@
 
     python -m benchmarks.quality [--preset cpu-quick] [--methods diffcd igr ...] [--examples ...]
 
+Besides the examples there is one real-scan case, `bunny-scan`: 50,000 points sampled from the
+Stanford Bunny (benchmarks/data/README.md), the kind of input the cpu-quick preset must fit to
+within 1 % of the object's longest side.
+
 Writes benchmarks/results/quality-<preset>-<backend>.md and .json (linked from the README; rows
 of examples and methods not run this time are kept from the earlier file):
 per example and method, wall time of the whole fit (compile, seed meshes and final mesh
@@ -20,12 +24,23 @@ import jax
 
 from diffcd import METHODS, Fitter, make_config, metrics
 from diffcd.examples import list_examples, load_example
+from diffcd.io import load_mesh, load_point_cloud
 
 RESULTS = Path(__file__).parent / "results"
+SCANS = {"bunny-scan": (Path(__file__).parent / "data" / "bunny_gt.ply", 50_000)}
+"""Real-scan cases: (ground-truth mesh, points sampled from it)."""
+
+
+def load_case(case_id: str):
+    """(cloud, ground-truth mesh) of an example or a real-scan case."""
+    if case_id in SCANS:
+        mesh_path, points = SCANS[case_id]
+        return load_point_cloud(mesh_path, mesh_samples=points, seed=0), load_mesh(mesh_path)
+    return load_example(case_id)
 
 
 def fit_and_score(example_id: str, method: str, preset: str, steps: int | None) -> dict:
-    cloud, truth = load_example(example_id)
+    cloud, truth = load_case(example_id)
     config = make_config(preset, method, steps=steps)
     start = time.perf_counter()
     events = list(Fitter(cloud, config).run())
@@ -53,16 +68,20 @@ def _merge(path: Path, rows: list[dict]) -> list[dict]:
         return rows
     fresh = {(r["example"], r["method"]): r for r in rows}
     kept = [r for r in json.loads(path.read_text())["rows"] if (r["example"], r["method"]) not in fresh]
-    order = {e["id"]: i for i, e in enumerate(list_examples())}
+    order = {case: i for i, case in enumerate(_all_cases())}
     methods = list(METHODS)
     return sorted(kept + rows, key=lambda r: (order.get(r["example"], 99), methods.index(r["method"])))
+
+
+def _all_cases() -> list[str]:
+    return [e["id"] for e in list_examples()] + list(SCANS)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu-quick")
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--examples", nargs="+", default=[e["id"] for e in list_examples()])
+    parser.add_argument("--examples", nargs="+", default=_all_cases())
     parser.add_argument("--steps", type=int, help="override the preset's steps")
     args = parser.parse_args()
 
