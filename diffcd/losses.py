@@ -49,7 +49,8 @@ def project_to_surface(sdf: SDF, points: jax.Array, *, steps: int = 4) -> jax.Ar
         direction = gradients / jnp.maximum(safe_norm(gradients), 1e-12)[:, None]
         return x - values[:, None] * direction, None
 
-    projected, _ = jax.lax.scan(step, points, None, length=steps)
+    # Unrolled: a handful of steps, and XLA then counts every one in its cost analysis.
+    projected, _ = jax.lax.scan(step, points, None, length=steps, unroll=True)
     return projected
 
 

@@ -172,3 +172,22 @@ def test_fit_sdf_runs_to_the_end_and_calls_back_every_chunk():
     result = fit_sdf(sphere_cloud(), config, callback=seen.append)
     assert [e.step for e in seen] == [10, 20, 30, 30] and seen[-1].done
     assert result.summary["steps"] == 30
+
+
+def test_step_flops_count_every_projection_step_and_rank_the_methods():
+    """The speed benchmark compares methods by XLA's operation count; each projection step must
+    add the same cost (the loop is unrolled, so none is hidden inside a loop body), and DiffCD's
+    step must cost more than IGR's, which only differs by the surface term."""
+
+    def flops(method, **overrides):
+        config = tiny_config(method)
+        if overrides:
+            config = dataclasses.replace(
+                config, method_config=dataclasses.replace(config.method_config, **overrides)
+            )
+        return Fitter(sphere_cloud(), config).step_flops()
+
+    none, one, two = (flops("diffcd", projection_steps=k) for k in (0, 1, 2))
+    assert one > none
+    assert two - one == pytest.approx(one - none, rel=0.02)
+    assert flops("igr") < none
