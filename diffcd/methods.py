@@ -192,7 +192,7 @@ def diffcd_loss(apply, params, data, config, weights, key, batch_size):
     eikonal = jnp.mean(losses.eikonal(gradients))
 
     seed_count = data["seeds"].shape[0]
-    pick = jax.random.choice(k_seeds, seed_count, (min(batch_size, seed_count),), replace=False)
+    pick = sampling.draw_batch_indices(k_seeds, seed_count, batch_size)
     seeds = data["seeds"][pick]
     surface = jax.lax.stop_gradient(
         losses.project_to_surface(frozen, seeds, steps=config.projection_steps)

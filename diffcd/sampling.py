@@ -39,8 +39,15 @@ def nearest_candidates(
 
 
 def draw_batch_indices(key: jax.Array, num_points: int, batch_size: int) -> jax.Array:
-    """batch_size distinct indices into a cloud of num_points (without replacement)."""
-    return jax.random.choice(key, num_points, (min(batch_size, num_points),), replace=False)
+    """batch_size distinct indices into num_points: a uniformly random subset, in random order.
+
+    They are the positions of the largest of num_points random 32-bit keys. That is the same
+    distribution as `jax.random.choice(..., replace=False)`, which shuffles all num_points
+    instead: on 2 CPU cores 20 ms per step at 30k points and 0.7 s at 1M, more than the rest
+    of a small step.
+    """
+    keys = jax.random.bits(key, (num_points,), jnp.uint32)
+    return jax.lax.top_k(keys, min(batch_size, num_points))[1]
 
 
 def local_samples(key: jax.Array, points: jax.Array, sigma: jax.Array) -> jax.Array:
