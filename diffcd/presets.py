@@ -74,6 +74,11 @@ PRESETS: dict[str, Preset] = {
 DEFAULT_PRESET = "cpu-quick"
 
 
+MIN_SEED_REFRESH_EVERY = 10
+"""A seed refresh (marching cubes, surface samples, KD-tree query) costs several training steps,
+so a shortened run (`steps`) keeps at least this many steps between refreshes."""
+
+
 def make_config(
     preset: str = DEFAULT_PRESET,
     method: str = "diffcd",
@@ -88,7 +93,7 @@ def make_config(
     """A FitConfig from a preset, a method and optional overrides.
 
     `steps` rescales the warm-up and, for DiffCD, keeps the preset's number of seed refreshes
-    per run.
+    per run, though never more often than every MIN_SEED_REFRESH_EVERY steps.
     """
     try:
         p = PRESETS[preset]
@@ -104,7 +109,7 @@ def make_config(
         schedule = dataclasses.replace(
             schedule, steps=steps, warmup_steps=min(steps, max(1, round(schedule.warmup_steps * ratio)))
         )
-        refresh = max(1, round(refresh * ratio))
+        refresh = max(min(refresh, MIN_SEED_REFRESH_EVERY), round(refresh * ratio))
     method_config = spec.config_type()
     if isinstance(method_config, DiffCDConfig):
         method_config = dataclasses.replace(

@@ -191,3 +191,13 @@ def test_step_flops_count_every_projection_step_and_rank_the_methods():
     assert one > none
     assert two - one == pytest.approx(one - none, rel=0.02)
     assert flops("igr") < none
+
+
+def test_shortened_runs_keep_the_refreshes_per_run_but_not_more_often_than_every_ten_steps():
+    from diffcd.presets import MIN_SEED_REFRESH_EVERY
+
+    every = lambda preset, steps=None: make_config(preset, "diffcd", steps=steps).method_config.seed_refresh_every
+    assert every("paper") == 1000 and every("cpu-quick") == 16
+    assert every("cpu-quick", 4000) == 80  # 5x the steps, the same 50 refreshes
+    assert every("paper", 4000) == 100
+    assert every("cpu-quick", 48) == every("paper", 200) == MIN_SEED_REFRESH_EVERY
