@@ -130,7 +130,12 @@ def translate(exc: BaseException, repo_id: str, *, action: str, revision: str | 
                        repo_id=repo_id)
         return cls(f"The Hub{where} failed while {action} {repo_id} (HTTP {status}){unchanged}: try again "
                    "later.", repo_id=repo_id)
-    if type(exc).__module__.startswith(("httpx", "httpcore")) or isinstance(exc, (ConnectionError, OSError)):
+    if is_unreachable(exc):
         return HubError(f"Cannot reach the Hub{where} while {action} {repo_id} ({type(exc).__name__}): "
                         "check the connection and HF_ENDPOINT.", repo_id=repo_id)
     return HubError(f"Failed while {action} {repo_id}: {type(exc).__name__}: {text}", repo_id=repo_id)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """The Hub could not be reached (transport or connection error), as opposed to a refusal."""
+    return type(exc).__module__.startswith(("httpx", "httpcore")) or isinstance(exc, (ConnectionError, OSError))

@@ -12,7 +12,7 @@ from typing import Any
 
 from hub._common import (CARD_FILE, CONFIG_FILE, MESH_FILE, METRICS_FILE, PULLED_FILES, WEIGHTS_FILE,
                          repo_name, resolve_endpoint, resolve_token)
-from hub.errors import HubError, NotACheckpointError, translate
+from hub.errors import HubError, NotACheckpointError, is_unreachable, translate
 
 __all__ = ["PullResult", "pull_checkpoint", "load_sdf", "download_checkpoint"]
 
@@ -67,7 +67,6 @@ def _check_access(repo_id: str, revision: str | None, token, endpoint: str) -> N
     (a Space) that copy may have been fetched with someone else's token. A refusal is final;
     only an unreachable Hub (or offline mode) lets the cache answer.
     """
-    import httpx2
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -81,8 +80,10 @@ def _check_access(repo_id: str, revision: str | None, token, endpoint: str) -> N
             return
         raise translate(exc, repo_id, action="downloading", revision=revision, token_given=bool(token),
                         endpoint=endpoint) from None
-    except (httpx2.TransportError, OSError):
-        return
+    except Exception as exc:
+        if not is_unreachable(exc):
+            raise translate(exc, repo_id, action="downloading", revision=revision,
+                            token_given=bool(token), endpoint=endpoint) from None
 
 
 def _load(folder: Path, label: str):
