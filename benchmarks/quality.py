@@ -22,7 +22,7 @@ from pathlib import Path
 
 import jax
 
-from diffcd import METHODS, Fitter, make_config, metrics
+from diffcd import METHODS, fit_sdf, make_config, metrics
 from diffcd.examples import list_examples, load_example
 from diffcd.io import load_mesh, load_point_cloud
 
@@ -39,12 +39,10 @@ def load_case(case_id: str):
     return load_example(case_id)
 
 
-def fit_and_score(example_id: str, method: str, preset: str, steps: int | None) -> dict:
-    cloud, truth = load_case(example_id)
+def fit_and_score(example_id: str, cloud, truth, method: str, preset: str, steps: int | None) -> dict:
     config = make_config(preset, method, steps=steps)
     start = time.perf_counter()
-    events = list(Fitter(cloud, config).run())
-    result = events[-1].result
+    result = fit_sdf(cloud, config)
     mesh = result.fitted.extract_mesh(config.mesh_resolution)
     wall = time.perf_counter() - start
     longest = float((truth.bounds[1] - truth.bounds[0]).max())
@@ -87,8 +85,9 @@ def main() -> None:
 
     rows = []
     for example in args.examples:
+        cloud, truth = load_case(example)
         for method in args.methods:
-            row = fit_and_score(example, method, args.preset, args.steps)
+            row = fit_and_score(example, cloud, truth, method, args.preset, args.steps)
             rows.append(row)
             print(json.dumps(row), flush=True)
     backend = jax.default_backend()
