@@ -2,7 +2,7 @@
 endpoint's documentation. Validation comes first; work happens in the session's own folder.
 
 The session's current model (the last fit or pull) lives in a gr.State, a small dict of paths:
-    {"model_dir", "mesh", "cloud", "gt_mesh", "label", "units", "source"}
+    {"model_dir", "mesh", "cloud", "gt_mesh", "label", "units"}
 so /extract_mesh, /evaluate and /push_checkpoint act on what this session made, never on
 another session's files.
 """
@@ -257,23 +257,31 @@ class Handlers:
         return summary
 
     @staticmethod
-    def _downloads(run_dir: Path, name: str) -> tuple[str | None, list[str]]:
+    def _mesh_files(mesh: trimesh.Trimesh, folder: Path, name: str) -> list[Path]:
+        """The mesh as name.glb (what the viewer shows), name.ply and name.obj; GLB first."""
+        glb = viewer.mesh_glb(mesh, folder / f"{name}.glb")
+        ply, obj = folder / f"{name}.ply", folder / f"{name}.obj"
+        mesh.export(ply)
+        obj.write_text(mesh.export(file_type="obj"))
+        return [glb, ply, obj]
+
+    @staticmethod
+    def _checkpoint_zip(folder: Path, name: str, files: tuple[str, ...]) -> Path:
+        """name-checkpoint.zip of those of `files` that folder has, under a top folder `name`."""
+        archive = folder / f"{name}-checkpoint.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            for file in files:
+                if (folder / file).is_file():
+                    zf.write(folder / file, f"{name}/{file}")
+        return archive
+
+    def _downloads(self, run_dir: Path, name: str) -> tuple[str | None, list[str]]:
         """(the GLB the viewer shows, the download files): the shown GLB is the downloaded one."""
         files: list[Path] = []
-        shown = None
         if (run_dir / "mesh.ply").is_file():
-            mesh = trimesh.load(run_dir / "mesh.ply", process=False)
-            shown = viewer.mesh_glb(mesh, run_dir / f"{name}.glb")
-            shutil.copyfile(run_dir / "mesh.ply", run_dir / f"{name}.ply")
-            (run_dir / f"{name}.obj").write_text(mesh.export(file_type="obj"))
-            files += [shown, run_dir / f"{name}.ply", run_dir / f"{name}.obj"]
-        archive = run_dir / f"{name}-checkpoint.zip"
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-            for file in EXPORT_FILES:
-                if (run_dir / file).is_file():
-                    zf.write(run_dir / file, f"{name}/{file}")
-        files.append(archive)
-        return (str(shown) if shown else None), [str(f) for f in files]
+            files = self._mesh_files(trimesh.load(run_dir / "mesh.ply", process=False), run_dir, name)
+        files.append(self._checkpoint_zip(run_dir, name, EXPORT_FILES))
+        return (str(files[0]) if len(files) > 1 else None), [str(f) for f in files]
 
     @staticmethod
     def metrics_table(summary: dict, units: str = "") -> pd.DataFrame:
@@ -397,7 +405,6 @@ class Handlers:
             "model_dir": str(run_dir), "mesh": str(run_dir / "mesh.ply") if summary.get("surface_found") else None,
             "cloud": str(run_dir / CLOUD_FILE), "label": f"{loaded.label}-{method}", "units": loaded.units,
             "gt_mesh": str(loaded.example.gt_mesh) if loaded.example and loaded.example.gt_mesh else None,
-            "source": "fit",
         }
         progress = self._progress(event, stage="cancelled" if cancelled else "done", title=title)
         progress["summary"] = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))}
@@ -570,11 +577,7 @@ class Handlers:
             raise gr.Error(str(error), title="Cannot mesh this model") from None
         seconds = time.perf_counter() - start
         folder = self._new_run_folder(request, "mesh")
-        name = f"{current['label']}-{resolution}"
-        glb = viewer.mesh_glb(mesh, folder / f"{name}.glb")
-        ply, obj = folder / f"{name}.ply", folder / f"{name}.obj"
-        mesh.export(ply)
-        obj.write_text(mesh.export(file_type="obj"))
+        glb, ply, obj = self._mesh_files(mesh, folder, f"{current['label']}-{resolution}")
         state = {**current, "mesh": str(ply)}
         status = (f"**Meshed {current['label']} at {resolution}³** in {seconds:.1f} s: "
                   f"{len(mesh.vertices):,} vertices, {len(mesh.faces):,} faces.")
@@ -676,6 +679,7 @@ class Handlers:
             The mesh (GLB), a Markdown description (commit, method, settings, published metrics),
             downloads (GLB, PLY, OBJ, the checkpoint zip) and a status line.
         """
+        from hub._common import method_label
         from hub.errors import HubError
         from hub.pull import pull_checkpoint
 
@@ -694,27 +698,21 @@ class Handlers:
             if (pulled.folder / name).is_file():
                 shutil.copyfile(pulled.folder / name, folder / name)
         label = f"{repo_id.replace('/', '--')}-{pulled.commit_sha[:8]}"
-        glb = viewer.mesh_glb(mesh, folder / "mesh.glb")
-        mesh.export(folder / "mesh.ply")
-        (folder / "mesh.obj").write_text(mesh.export(file_type="obj"))
-        archive = folder / f"{label}-checkpoint.zip"
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name in ("config.json", "model.safetensors", "metrics.json"):
-                if (folder / name).is_file():
-                    zf.write(folder / name, f"{label}/{name}")
+        glb, ply, obj = self._mesh_files(mesh, folder, "mesh")
+        archive = self._checkpoint_zip(folder, label, ("config.json", "model.safetensors", "metrics.json"))
         config = pulled.config
         network = config.get("network") or {}
-        method = METHODS[config["method"]].title if config.get("method") in METHODS else config.get("method")
+        method = method_label(config.get("method"))
         lines = [f"**{repo_id}** @ `{pulled.commit_sha[:12]}` ({pulled.revision})",
                  f"{method} · {network.get('hidden_layers', '?')}×{network.get('width', '?')} network · "
                  f"{config.get('steps', '?')} steps · seed {config.get('seed', '?')}"]
         scores = (pulled.metrics or {}).get("eval") or {}
         if scores:
             lines.append("Published metrics: " + ", ".join(f"{k} {_number(v)}" for k, v in scores.items()))
-        state = {"model_dir": str(folder), "mesh": str(folder / "mesh.ply"), "cloud": None,
-                 "gt_mesh": None, "label": label, "units": "", "source": "hub"}
+        state = {"model_dir": str(folder), "mesh": str(ply), "cloud": None,
+                 "gt_mesh": None, "label": label, "units": ""}
         status = f"Pulled {repo_id} and meshed it at {resolution}³: {len(mesh.vertices):,} vertices."
-        downloads = [str(glb), str(folder / "mesh.ply"), str(folder / "mesh.obj"), str(archive)]
+        downloads = [str(glb), str(ply), str(obj), str(archive)]
         return str(glb), "\n\n".join(lines), downloads, status, state
 
     def check_push(self, repo_id, token, private, include_cloud, current,

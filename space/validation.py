@@ -74,10 +74,8 @@ def load_cloud(upload, example_id: str | None, *, max_points: int, warn: bool = 
             cloud = load_point_cloud(path, max_points=max_points)
         except DiffCDError as error:
             raise gr.Error(str(error), title="Cannot use this point cloud") from None
+    # A downsampled cloud always comes with the library's warning that says so.
     notes = [str(w.message) for w in caught if issubclass(w.category, DiffCDWarning)]
-    if cloud.downsampled and not any("max_points" in n or "subset" in n for n in notes):
-        notes.append(f"{path.name}: {cloud.original_count:,} points is more than this app's limit of "
-                     f"{max_points:,}; using a random subset of {len(cloud):,}.")
     for note in notes if warn else ():
         gr.Warning(note)
     label = example.id if example else re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-") or "cloud"
