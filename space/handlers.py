@@ -307,12 +307,6 @@ class Handlers:
                 rows.append((label, _number(summary[key]), meaning))
         return pd.DataFrame(rows, columns=["metric", "value", "what it says"])
 
-    def _new_run_folder(self, request, kind: str) -> Path:
-        session = self.store.folder(request)
-        for old in session.glob(f"{kind}-*"):
-            shutil.rmtree(old, ignore_errors=True)
-        return self.store.new_folder(request, f"{kind}-{time.time_ns()}")
-
     def check_fit(self, cloud, example, method, preset, steps, width, depth, eikonal_weight, area_weight,
                   seed, mesh_resolution) -> None:
         """The UI's first step before /fit: fail fast, before waiting in the queue for the worker."""
@@ -372,7 +366,7 @@ class Handlers:
         title = METHODS[method].title
         stop = self.store.stop_flag(request)
         stop.clear()
-        folder = self._new_run_folder(request, "fit")
+        folder = self.store.fresh_folder(request, "fit")
         notes = "".join(f"⚠ {n}\n\n" for n in loaded.notes)
         yield (gr.skip(), None, f"{notes}Preparing the fit of **{loaded.label}** with {title} "
                f"({config.network.hidden_layers}×{config.network.width} network, "
@@ -483,7 +477,7 @@ class Handlers:
         configs = {m: self._config(app_preset, m, settings) for m in chosen}
         stop = self.store.stop_flag(request)
         stop.clear()
-        folder = self._new_run_folder(request, "compare")
+        folder = self.store.fresh_folder(request, "compare")
         scale = viewer.DISTANCE_SCALE * viewer.longest_side(loaded.cloud.points)
         legend = viewer.legend_html(scale, loaded.units)
         gt = self._ground_truth(loaded)
@@ -576,7 +570,7 @@ class Handlers:
         except DiffCDError as error:
             raise gr.Error(str(error), title="Cannot mesh this model") from None
         seconds = time.perf_counter() - start
-        folder = self._new_run_folder(request, "mesh")
+        folder = self.store.fresh_folder(request, "mesh")
         glb, ply, obj = self._mesh_files(mesh, folder, f"{current['label']}-{resolution}")
         state = {**current, "mesh": str(ply)}
         status = (f"**Meshed {current['label']} at {resolution}³** in {seconds:.1f} s: "
@@ -693,7 +687,7 @@ class Handlers:
             mesh = pulled.sdf.extract_mesh(resolution)
         except (HubError, DiffCDError) as error:
             raise gr.Error(_error_message(error, token), title="Cannot pull this checkpoint") from None
-        folder = self._new_run_folder(request, "pull")
+        folder = self.store.fresh_folder(request, "pull")
         for name in ("config.json", "model.safetensors", "README.md", "metrics.json"):
             if (pulled.folder / name).is_file():
                 shutil.copyfile(pulled.folder / name, folder / name)

@@ -47,11 +47,14 @@ class SessionStore:
         folder.touch()
         return folder
 
-    def new_folder(self, request, name: str) -> Path:
-        """A fresh, empty sub-folder of the session's folder (a previous one of that name is removed)."""
-        folder = self.folder(request) / name
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+    def fresh_folder(self, request, kind: str) -> Path:
+        """A new, empty `kind-<time>` sub-folder of the session's folder; earlier `kind-*` ones
+        (the session's previous fit, pull, ...) are removed."""
+        session = self.folder(request)
+        for old in session.glob(f"{kind}-*"):
+            shutil.rmtree(old, ignore_errors=True)
+        folder = session / f"{kind}-{time.time_ns()}"
+        folder.mkdir()
         return folder
 
     def stop_flag(self, request) -> threading.Event:
