@@ -121,16 +121,21 @@ def test_private_repo_tokens(api, export, monkeypatch):
     assert load_sdf("user/private", revision="main").method == "diffcd"
 
 
-def test_anonymous_never_uses_the_servers_own_token(api, export, monkeypatch):
+def test_anonymous_never_uses_the_servers_own_token(api, export, monkeypatch, tmp_path):
     """token=False (what the app passes for its visitors) ignores HF_TOKEN and the saved login."""
     from hub.discover import list_checkpoints
 
     _upload(api, "user/private", export, private=True)
+    # A published run (with its model card) is what listing finds: one the owner can see.
+    push_checkpoint(make_run(tmp_path / "run"), "user/private-run", token=TOKEN, private=True,
+                    mesh_resolution=16)
     monkeypatch.setenv("HF_TOKEN", TOKEN)  # a Space's own secret
     assert load_sdf("user/private").method == "diffcd"
     with pytest.raises(RepoNotFoundError, match="user/private"):
         load_sdf("user/private", token=False)
-    assert all(item["repo_id"] != "user/private" for item in list_checkpoints(token=False))
+    assert "user/private-run" in {item["repo_id"] for item in list_checkpoints(token=TOKEN)}
+    anonymous = {item["repo_id"] for item in list_checkpoints(token=False)}
+    assert "user/private" not in anonymous and "user/private-run" not in anonymous
 
 
 def test_push_needs_a_token(hub_server, tmp_path):
