@@ -180,12 +180,7 @@ def test_step_flops_count_every_projection_step_and_rank_the_methods():
     step must cost more than IGR's, which only differs by the surface term."""
 
     def flops(method, **overrides):
-        config = tiny_config(method)
-        if overrides:
-            config = dataclasses.replace(
-                config, method_config=dataclasses.replace(config.method_config, **overrides)
-            )
-        return Fitter(sphere_cloud(), config).step_flops()
+        return Fitter(sphere_cloud(), tiny_config(method, method_overrides=overrides)).step_flops()
 
     none, one, two = (flops("diffcd", projection_steps=k) for k in (0, 1, 2))
     assert one > none
