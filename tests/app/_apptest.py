@@ -46,3 +46,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def app_error(client, api_name: str, **kwargs) -> str:
+    """The message of the error an endpoint answers with (the call must fail)."""
+    import pytest
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as info:
+        client.predict(**kwargs, api_name=api_name)
+    return str(info.value)

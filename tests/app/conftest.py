@@ -8,8 +8,6 @@ a temporary home, no stored login and no telemetry.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 # Before gradio and huggingface_hub are imported (by the imports below or by other test modules).
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -17,37 +15,16 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-ROOT = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
-for path in (ROOT, HERE):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
 import pytest  # noqa: E402
-
 from _apptest import MAX_POINTS, TINY_PRESET, TOKEN, USER, free_port  # noqa: E402
+from _hfsandbox import seal_huggingface_hub  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def hf_home(tmp_path_factory):
     """huggingface_hub with a temporary home and cache and no stored token, for the whole session."""
-    import huggingface_hub.constants as constants
-
-    home = tmp_path_factory.mktemp("hf_home")
-    (home / "hub").mkdir()
     patch = pytest.MonkeyPatch()
-    for name, value in {"HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub"),
-                        "HF_TOKEN_PATH": str(home / "token")}.items():
-        patch.setenv(name, value)
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_ENDPOINT"):
-        patch.delenv(name, raising=False)
-    patch.setattr(constants, "HF_HOME", str(home))
-    patch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
-    patch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
-    patch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
-    patch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    patch.setattr(constants, "HF_HUB_OFFLINE", False)
-    yield home
+    yield seal_huggingface_hub(patch, tmp_path_factory.mktemp("hf_home"))
     patch.undo()
 
 

@@ -7,15 +7,8 @@ import pickle
 import numpy as np
 import pytest
 from gradio_client import handle_file
-from gradio_client.exceptions import AppError
 
-from _apptest import fit_args
-
-
-def _error(client, api_name: str, **kwargs) -> str:
-    with pytest.raises(AppError) as info:
-        client.predict(**kwargs, api_name=api_name)
-    return str(info.value)
+from _apptest import app_error as _error, fit_args
 
 
 @pytest.fixture

@@ -6,15 +6,8 @@ from pathlib import Path
 
 import pytest
 import trimesh
-from gradio_client.exceptions import AppError
 
-from _apptest import TOKEN, USER, fit_args
-
-
-def _error(client, api_name: str, **kwargs) -> str:
-    with pytest.raises(AppError) as info:
-        client.predict(**kwargs, api_name=api_name)
-    return str(info.value)
+from _apptest import TOKEN, USER, app_error as _error, fit_args
 
 
 @pytest.fixture(scope="module")
