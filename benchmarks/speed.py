@@ -80,6 +80,19 @@ def steps_per_second(cloud, preset: str, methods: list[str], steps: int, repeats
     return rows
 
 
+NO_PROJECTION = "diffcd:projection_steps=0"
+
+
+def cost_ratios(rows: list[dict], method: str, cost: str) -> dict[str, float]:
+    """Per preset: `method`'s cost (seconds_per_step or gflop_per_step) over IGR's."""
+    ratios = {}
+    for preset in dict.fromkeys(r["preset"] for r in rows):
+        by = {r["method"]: r for r in rows if r["preset"] == preset}
+        if method in by and "igr" in by:
+            ratios[preset] = round(by[method][cost] / by["igr"][cost], 2)
+    return ratios
+
+
 def full_fit(cloud, preset: str, method: str, steps: int | None) -> dict:
     """Wall time of a whole fit as a user runs it: compile, seed meshes, training, final mesh."""
     config = make_config(preset, method, steps=steps)
@@ -129,7 +142,7 @@ def meshing(cloud, resolution: int, preset: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["cpu-quick", "paper"])
-    parser.add_argument("--methods", nargs="+", default=[*METHODS, "diffcd:projection_steps=0"],
+    parser.add_argument("--methods", nargs="+", default=[*METHODS, NO_PROJECTION],
                         help="methods, or METHOD:key=value,... for a variant (the default's last entry "
                              "shows what DiffCD costs without its projection steps)")
     parser.add_argument("--steps", type=int, default=10, help="steps per timed chunk")
@@ -167,14 +180,9 @@ def main() -> None:
         "jax": jax.__version__, "cloud": f"{CLOUD.name} ({len(cloud.points)} points)",
         "steps": rows, "meshing": mesh_rows, "full_fits": full_rows, "peak_rss_mib": round(peak_mib),
     }
-    ratio, flop_ratio = {}, {}
-    for preset in args.sizes:
-        by = {r["method"]: r for r in rows if r["preset"] == preset}
-        if "diffcd" in by and "igr" in by:
-            ratio[preset] = round(by["igr"]["steps_per_second"] / by["diffcd"]["steps_per_second"], 2)
-            flop_ratio[preset] = round(by["diffcd"]["gflop_per_step"] / by["igr"]["gflop_per_step"], 2)
-    report["diffcd_step_cost_vs_igr"] = ratio
-    report["diffcd_step_flops_vs_igr"] = flop_ratio
+    report["diffcd_step_cost_vs_igr"] = cost_ratios(rows, "diffcd", "seconds_per_step")
+    report["diffcd_step_flops_vs_igr"] = cost_ratios(rows, "diffcd", "gflop_per_step")
+    report["diffcd_without_projection_vs_igr"] = cost_ratios(rows, NO_PROJECTION, "seconds_per_step")
     RESULTS.mkdir(exist_ok=True)
     name = f"speed-{backend}{'-' + args.tag if args.tag else ''}"
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -212,11 +220,7 @@ def markdown(report: dict) -> str:
               + "; floating-point operations (XLA's count of the compiled step): "
               + ", ".join(f"{k}: {v}x" for k, v in report.get("diffcd_step_flops_vs_igr", {}).items()), "",
               FLOP_MODEL, ""]
-    floor = {}
-    for preset in {r["preset"] for r in report["steps"]}:
-        by = {r["method"]: r for r in report["steps"] if r["preset"] == preset}
-        if "igr" in by and "diffcd:projection_steps=0" in by:
-            floor[preset] = round(by["igr"]["steps_per_second"] / by["diffcd:projection_steps=0"]["steps_per_second"], 2)
+    floor = report.get("diffcd_without_projection_vs_igr")
     if floor:
         lines += [
             "Where DiffCD's time goes: its eikonal term covers the cloud batch as well as the local and "
