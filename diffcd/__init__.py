@@ -5,6 +5,8 @@ from diffcd.errors import (
     CheckpointError,
     ConfigError,
     DiffCDError,
+    LimitError,
+    TimeLimitError,
     DiffCDWarning,
     MeshError,
     NoSurfaceError,
@@ -19,7 +21,7 @@ from diffcd.presets import DEFAULT_PRESET, PRESETS, make_config
 from diffcd.sdf import FittedSDF
 
 __all__ = [
-    "__version__", "CheckpointError", "ConfigError", "DiffCDError", "DiffCDWarning", "MeshError",
+    "__version__", "CheckpointError", "ConfigError", "DiffCDError", "LimitError", "TimeLimitError", "DiffCDWarning", "MeshError",
     "NoSurfaceError", "PointCloudError", "export_sdf", "load_sdf", "FitConfig", "FitEvent",
     "FitResult", "Fitter", "ScheduleConfig", "TrainState", "fit", "fit_sdf", "Normalization", "PointCloud",
     "load_mesh", "load_point_cloud", "points_from_array", "METHODS", "DiffCDConfig", "IGRConfig",

@@ -13,6 +13,8 @@ __all__ = [
     "NoSurfaceError",
     "CheckpointError",
     "ConfigError",
+    "LimitError",
+    "TimeLimitError",
     "DiffCDWarning",
 ]
 
@@ -39,6 +41,14 @@ class CheckpointError(DiffCDError):
 
 class ConfigError(DiffCDError):
     """An option has a bad value, or a method, preset or example name is unknown."""
+
+
+class LimitError(DiffCDError):
+    """A request exceeds a bound set by the caller (points, network size, mesh size, bytes)."""
+
+
+class TimeLimitError(LimitError):
+    """Work was stopped because it ran past its wall-time limit (or was asked to stop)."""
 
 
 class DiffCDWarning(UserWarning):

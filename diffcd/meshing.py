@@ -17,11 +17,46 @@ from typing import Callable
 import numpy as np
 from skimage import measure
 
-from diffcd.errors import NoSurfaceError
+from diffcd.errors import LimitError, NoSurfaceError, TimeLimitError
 from diffcd.sampling import BOX
 
 GridFunction = Callable[[np.ndarray], np.ndarray]
 """Evaluates the SDF at points (N, 3) in normalised coordinates, returning (N,) values."""
+StopCheck = Callable[[], bool]
+"""Called between evaluation chunks; returning True aborts meshing with TimeLimitError."""
+
+
+def _check_stop(should_stop: StopCheck | None) -> None:
+    if should_stop is not None and should_stop():
+        raise TimeLimitError(
+            "Meshing was stopped: it ran past its time limit. Mesh at a lower resolution."
+        )
+
+
+def active_cells(values: np.ndarray) -> int:
+    """Grid cells whose corners change sign: each gives marching cubes at least one triangle."""
+    inside = values < 0
+    any_in = np.zeros(np.subtract(values.shape, 1), bool)
+    all_in = np.ones(np.subtract(values.shape, 1), bool)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                corner = inside[dx : dx + any_in.shape[0], dy : dy + any_in.shape[1], dz : dz + any_in.shape[2]]
+                any_in |= corner
+                all_in &= corner
+    return int(np.count_nonzero(any_in & ~all_in))
+
+
+def check_mesh_size(values: np.ndarray, max_faces: int | None) -> None:
+    """Refuse, before marching cubes, a level set that would give more than max_faces triangles."""
+    if max_faces is None:
+        return
+    cells = active_cells(values)
+    if cells > max_faces:
+        raise LimitError(
+            f"The mesh would have more than {max_faces:,} triangles ({cells:,} grid cells cross the "
+            "surface): the field is too irregular for this resolution. Mesh at a lower resolution."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,12 +72,15 @@ def grid_axis(resolution: int, bound: float = BOX) -> tuple[np.ndarray, float]:
     return np.linspace(-bound, bound, resolution, dtype=np.float32), 2 * bound / (resolution - 1)
 
 
-def evaluate_dense(evaluate: GridFunction, resolution: int, bound: float = BOX) -> np.ndarray:
+def evaluate_dense(
+    evaluate: GridFunction, resolution: int, bound: float = BOX, *, should_stop: StopCheck | None = None
+) -> np.ndarray:
     """f on every point of the n³ grid, a slab of x-slices at a time."""
     axis, _ = grid_axis(resolution, bound)
     values = np.empty((resolution,) * 3, np.float32)
     slab = max(1, 2**18 // (resolution * resolution))
     for start in range(0, resolution, slab):
+        _check_stop(should_stop)
         stop = min(resolution, start + slab)
         points = np.stack(np.meshgrid(axis[start:stop], axis, axis, indexing="ij"), -1)
         values[start:stop] = evaluate(points.reshape(-1, 3)).reshape(stop - start, resolution, resolution)
@@ -56,6 +94,7 @@ def evaluate_coarse_to_fine(
     *,
     leaf_cells: int = 4,
     lipschitz: float = 2.0,
+    should_stop: StopCheck | None = None,
 ) -> tuple[np.ndarray, int]:
     """f on the n³ grid where the surface may be, sign-correct fill elsewhere.
 
@@ -70,6 +109,7 @@ def evaluate_coarse_to_fine(
     blocks = np.stack(np.meshgrid(*[np.arange(count)] * 3, indexing="ij"), -1).reshape(-1, 3)
     evaluations = 0
     while True:
+        _check_stop(should_stop)
         start = np.minimum(blocks * size, cells)
         stop = np.minimum(start + size, cells)
         centres = (start + stop) / 2.0
@@ -93,6 +133,7 @@ def evaluate_coarse_to_fine(
         index = np.minimum(start[:, None, :] + offsets[None], cells).reshape(-1, 3)
         mask[index[:, 0], index[:, 1], index[:, 2]] = True
         index = np.argwhere(mask)
+        _check_stop(should_stop)
         values[mask] = evaluate(axis[index])
         evaluations += len(index)
     return values, evaluations
@@ -121,15 +162,29 @@ def extract_mesh(
     bound: float = BOX,
     coarse_to_fine: bool = True,
     lipschitz: float = 2.0,
+    max_faces: int | None = None,
+    should_stop: StopCheck | None = None,
 ) -> MeshResult:
-    """Mesh the zero level set of `evaluate` on a resolution³ grid over [-bound, bound]³."""
+    """Mesh the zero level set of `evaluate` on a resolution³ grid over [-bound, bound]³.
+
+    Args:
+      max_faces: refuse (LimitError), before marching cubes, a mesh of more triangles.
+      should_stop: polled between evaluation chunks; True raises TimeLimitError.
+    """
     if resolution < 8:
         raise ValueError("mesh resolution must be at least 8")
     if coarse_to_fine:
         values, evaluations = evaluate_coarse_to_fine(
-            evaluate, resolution, bound, lipschitz=lipschitz
+            evaluate, resolution, bound, lipschitz=lipschitz, should_stop=should_stop
         )
     else:
-        values, evaluations = evaluate_dense(evaluate, resolution, bound), resolution**3
+        values = evaluate_dense(evaluate, resolution, bound, should_stop=should_stop)
+        evaluations = resolution**3
+    check_mesh_size(values, max_faces)
     vertices, faces = marching_cubes(values, bound)
+    if max_faces is not None and len(faces) > max_faces:
+        raise LimitError(
+            f"The mesh has {len(faces):,} triangles, more than the limit of {max_faces:,}. "
+            "Mesh at a lower resolution."
+        )
     return MeshResult(vertices, faces, evaluations)

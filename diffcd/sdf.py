@@ -66,11 +66,20 @@ class FittedSDF:
         return self.normalized(self.normalization.apply(points)) * self.normalization.scale
 
     def extract_mesh(
-        self, resolution: int = 256, *, coarse_to_fine: bool = True
+        self,
+        resolution: int = 256,
+        *,
+        coarse_to_fine: bool = True,
+        max_faces: int | None = None,
+        should_stop: meshing.StopCheck | None = None,
     ) -> trimesh.Trimesh:
         """Marching-cubes mesh of the zero level set, in input coordinates.
 
-        Raises NoSurfaceError when the level set is empty in the fitting box.
+        Raises NoSurfaceError when the level set is empty in the fitting box, LimitError above
+        `max_faces` triangles and TimeLimitError when `should_stop()` turns true.
         """
-        result = meshing.extract_mesh(self.normalized, resolution, coarse_to_fine=coarse_to_fine)
+        result = meshing.extract_mesh(
+            self.normalized, resolution, coarse_to_fine=coarse_to_fine, max_faces=max_faces,
+            should_stop=should_stop,
+        )
         return to_trimesh(result, self.normalization)
