@@ -1,0 +1,232 @@
+"""The Fit tab: fit one method to a cloud with live progress, and Stop."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import gradio as gr
+
+from diffcd import METHODS, DiffCDError, Fitter, NoSurfaceError
+from diffcd.runs import CLOUD_FILE, write_run
+from space import viewer
+from space.context import AppContext
+from space.outputs import metrics_table, run_downloads, seconds
+from space.presets import AppPreset
+from space.validation import LoadedCloud, check_method, check_preset, check_settings, load_cloud
+
+
+class FitTab(AppContext):
+    """/fit and /stop, and the settings form."""
+
+    def preset_settings(self, preset: str, method: str) -> tuple:
+        """The advanced settings a preset and method amount to, to fill the form with.
+
+        Returns (steps, width, depth, eikonal weight, area weight, mesh resolution); a weight the
+        method does not have is 0 and its field is locked.
+        """
+        if preset not in self.presets or method not in METHODS:
+            return (gr.skip(),) * 6
+        config = self.presets[preset].config(method)
+        weights = {name: getattr(config.method_config, name, None) for name in ("eikonal_weight", "area_weight")}
+        return (
+            config.schedule.steps, config.network.width, config.network.hidden_layers,
+            *(gr.Number(value=w if w is not None else 0, interactive=w is not None) for w in weights.values()),
+            config.mesh_resolution,
+        )
+
+    def preset_steps(self, preset: str) -> int | Any:
+        """The preset's number of steps (the comparison form's default)."""
+        return self.presets[preset].config("diffcd").schedule.steps if preset in self.presets else gr.skip()
+
+    def _snapshot(self, fitter: Fitter, resolution: int, path: Path) -> str | None:
+        try:
+            mesh = fitter.fitted().extract_mesh(resolution)
+        except NoSurfaceError:
+            return None
+        return str(viewer.mesh_glb(mesh, path))
+
+    @staticmethod
+    def _progress(event, *, stage: str, title: str = "") -> dict:
+        return {
+            "stage": stage,
+            "method": title,
+            "step": int(event.step) if event else 0,
+            "total_steps": int(event.total_steps) if event else 0,
+            "steps_per_second": round(float(event.steps_per_second), 3) if event else 0.0,
+            "elapsed_seconds": round(float(event.elapsed), 2) if event else 0.0,
+            "eta_seconds": (round(float(event.eta), 1) if event and math.isfinite(event.eta) else None),
+            "valid_surface_fraction": (None if not event or event.valid_surface_fraction is None
+                                       else round(float(event.valid_surface_fraction), 4)),
+            "losses": {k: float(v) for k, v in (event.losses if event else {}).items()},
+        }
+
+    @staticmethod
+    def _status(event, title: str, *, prefix: str = "") -> str:
+        valid = ("" if event.valid_surface_fraction is None
+                 else f" · valid surface samples {100 * event.valid_surface_fraction:.1f} %")
+        rate = f"{event.steps_per_second:.1f} steps/s" if event.steps_per_second else "compiling…"
+        return (f"{prefix}**{title}: step {event.step:,} / {event.total_steps:,}** · {rate} · "
+                f"ETA {seconds(event.eta)} · elapsed {seconds(event.elapsed)}{valid} · "
+                f"loss {event.losses.get('loss', float('nan')):.4g}")
+
+    def _fit_stream(self, fitter: Fitter, preset: AppPreset, folder: Path, stop) -> Iterator[tuple]:
+        """(event, snapshot path or None) after every chunk; the last event has done=True."""
+        last_snapshot = -math.inf
+        kept: list[Path] = []
+        for event in fitter.run():
+            over_time = self.max_fit_seconds is not None and event.elapsed > self.max_fit_seconds
+            if stop.is_set() or over_time:
+                fitter.cancel()
+            if event.done:
+                yield event, None
+                return
+            snapshot = None
+            if time.monotonic() - last_snapshot >= preset.snapshot_seconds:
+                path = folder / f"snapshot-{event.step:07d}.glb"
+                snapshot = self._snapshot(fitter, preset.snapshot_resolution, path)
+                last_snapshot = time.monotonic()
+                if snapshot:
+                    kept.append(path)
+                    while len(kept) > 2:  # the viewer has already copied older ones
+                        kept.pop(0).unlink(missing_ok=True)
+            yield event, snapshot
+
+    def _finish_run(self, folder: Path, result, config, loaded: LoadedCloud, gt, preset: AppPreset) -> dict:
+        """Mesh, score and export a finished fit into folder/run; returns the run summary."""
+        run_dir = folder / "run"
+        summary = write_run(
+            run_dir, result, resolution=config.mesh_resolution, cloud_points=loaded.cloud.points,
+            gt_mesh=gt, eval_samples=preset.eval_samples,
+            metadata={"cloud": loaded.label, "points": len(loaded.cloud), "app": "diffcd space",
+                      "preset": preset.name},
+        )
+        return summary
+
+
+    def check_fit(self, cloud, example, method, preset, steps, width, depth, eikonal_weight, area_weight,
+                  seed, mesh_resolution) -> None:
+        """The UI's first step before /fit: fail fast, before waiting in the queue for the worker."""
+        load_cloud(cloud, example, max_points=self.max_points)
+        check_method(method)
+        settings = check_settings(method, steps=steps, width=width, depth=depth, eikonal_weight=eikonal_weight,
+                                  area_weight=area_weight, seed=seed, resolution=mesh_resolution)
+        self._config(check_preset(preset, self.presets), method, settings)
+
+    def fit(
+        self,
+        cloud: str | None = None,
+        example: str | None = None,
+        method: str = "diffcd",
+        preset: str = "cpu-quick",
+        steps: int | None = None,
+        width: int | None = None,
+        depth: int | None = None,
+        eikonal_weight: float | None = None,
+        area_weight: float | None = None,
+        seed: int = 0,
+        mesh_resolution: int | None = None,
+        current: dict | None = None,
+        request: gr.Request = None,
+    ) -> Iterator[tuple]:
+        """Fit a signed distance function to a point cloud, streaming progress as it trains.
+
+        Args:
+            cloud: a point cloud file (.npy .npz .xyz .txt .pts .ply .obj .off .stl); when given
+                it is used instead of `example`.
+            example: a built-in example id (e.g. "torus"), used when `cloud` is empty.
+            method: "diffcd", "igr", "neural-pull" or "siren".
+            preset: a fit size: "cpu-quick", "gpu-demo", "paper" (see the preset dropdown).
+            steps: training steps; None uses the preset's.
+            width: features per hidden layer; None uses the preset's.
+            depth: hidden layers (a skip connection is put half-way); None uses the preset's.
+            eikonal_weight: λ of the eikonal term; None uses the method's paper value.
+            area_weight: μ of the area term (not for Neural-Pull); None uses the method's value.
+            seed: seed of initialisation and sampling; the same seed gives the same fit.
+            mesh_resolution: grid resolution of the final mesh; None uses the preset's.
+
+        Returns:
+            A stream of updates. Each carries the latest mesh snapshot (GLB, every few seconds),
+            the loss curve, a status line, and a progress dict (step, total_steps,
+            steps_per_second, eta_seconds, valid_surface_fraction, losses, stage). The last update
+            adds the final mesh, a metrics table (against the ground truth when the example has
+            one; cloud↔surface distances always) and downloads: GLB, PLY, OBJ and a checkpoint
+            zip (config.json + model.safetensors, loadable with diffcd.load_sdf).
+        """
+        loaded = load_cloud(cloud, example, max_points=self.max_points, warn=False)
+        check_method(method)
+        app_preset = check_preset(preset, self.presets)
+        settings = check_settings(method, steps=steps, width=width, depth=depth,
+                                  eikonal_weight=eikonal_weight, area_weight=area_weight, seed=seed,
+                                  resolution=mesh_resolution)
+        config = self._config(app_preset, method, settings)
+        title = METHODS[method].title
+        stop = self.store.stop_flag(request)
+        stop.clear()
+        folder = self.store.fresh_folder(request, "fit")
+        notes = "".join(f"⚠ {n}\n\n" for n in loaded.notes)
+        yield (gr.skip(), None, f"{notes}Preparing the fit of **{loaded.label}** with {title} "
+               f"({config.network.hidden_layers}×{config.network.width} network, "
+               f"{config.schedule.steps:,} steps)…", self._progress(None, stage="preparing", title=title),
+               None, None, gr.skip())
+        try:
+            fitter = Fitter(loaded.cloud, config)
+            for event, snapshot in self._fit_stream(fitter, app_preset, folder, stop):
+                if event.done:
+                    break
+                yield (snapshot or gr.skip(), viewer.loss_frame(fitter.history),
+                       self._status(event, title, prefix=notes),
+                       self._progress(event, stage="fitting", title=title), gr.skip(), gr.skip(), gr.skip())
+            if self.store.is_closed(request):  # the tab was closed: no one to show the result to
+                shutil.rmtree(folder, ignore_errors=True)
+                return
+            result = event.result
+            cancelled = bool(result.summary.get("cancelled"))
+            yield (gr.skip(), viewer.loss_frame(fitter.history),
+                   f"{notes}{'Stopped' if cancelled else 'Trained'} at step {result.summary['steps']:,}; "
+                   f"meshing at {config.mesh_resolution}³ and computing metrics…",
+                   self._progress(event, stage="meshing", title=title), gr.skip(), gr.skip(), gr.skip())
+            summary = self._finish_run(folder, result, config, loaded, self._ground_truth(loaded), app_preset)
+        except DiffCDError as error:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise gr.Error(str(error), title="The fit failed") from None
+        run_dir = folder / "run"
+        shown, downloads = run_downloads(run_dir, f"{loaded.label}-{method}")
+        state = {
+            "model_dir": str(run_dir), "mesh": str(run_dir / "mesh.ply") if summary.get("surface_found") else None,
+            "cloud": str(run_dir / CLOUD_FILE), "label": f"{loaded.label}-{method}", "units": loaded.units,
+            "gt_mesh": str(loaded.example.gt_mesh) if loaded.example and loaded.example.gt_mesh else None,
+        }
+        progress = self._progress(event, stage="cancelled" if cancelled else "done", title=title)
+        progress["summary"] = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))}
+        verb = "Stopped" if cancelled else "Done"
+        if cancelled and not stop.is_set():
+            notes += (f"⚠ This app stops a fit after {seconds(self.max_fit_seconds)}; the model so far is "
+                      "below. Run longer fits locally (python app.py) or with the CLI.\n\n")
+        status = (f"{notes}**{verb}: {title}, {summary['steps']:,} steps in {seconds(summary['fit_seconds'])}** "
+                  f"(compile {summary['compile_seconds']:.1f} s, {summary['steps_per_second']:.1f} steps/s, "
+                  f"{summary.get('backend', 'cpu').upper()})")
+        if shown:
+            status += f" · final mesh {config.mesh_resolution}³: {summary['mesh_vertices']:,} vertices"
+            final = shown
+        else:
+            status += f" · **no surface found** — {summary.get('mesh_error', '')} The viewer keeps the last snapshot."
+            final = gr.skip()
+        yield (final, viewer.loss_frame(fitter.history), status, progress,
+               metrics_table(summary, loaded.units), downloads, state)
+
+    def stop(self, request: gr.Request) -> str:
+        """Stop this session's running fit or comparison after the current chunk of steps.
+
+        The fit keeps what it learned so far: its last snapshot stays in the viewer and the
+        stopped model is meshed, scored and offered for download as usual.
+
+        Returns:
+            A status line.
+        """
+        self.store.stop_flag(request).set()
+        return "Stopping after the current chunk of steps…"
+

@@ -1,0 +1,165 @@
+"""The Hub tab: list, pull (and mesh) and push diffcd checkpoints."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from diffcd import DiffCDError
+from space.context import AppContext
+from space.outputs import checkpoint_zip, error_message, mesh_files, number
+from space.validation import check_repo_id, check_resolution
+
+
+class HubTab(AppContext):
+    """/list_checkpoints, /pull_checkpoint and /push_checkpoint."""
+
+    def list_checkpoints(self, author: str | None = None, search: str | None = None) -> pd.DataFrame:
+        """List published diffcd checkpoints on the Hub, most recently changed first.
+
+        Args:
+            author: only this user's or organisation's repos; empty lists everyone's.
+            search: only repos whose name contains this text; empty lists all.
+
+        Returns:
+            A table: repo id, method, Chamfer and F-score when published, last change.
+        """
+        from hub.discover import list_checkpoints
+        from hub.errors import HubError
+
+        try:
+            # Anonymous: a Space's own HF_TOKEN must never list its owner's private repos.
+            found = list_checkpoints(author=(author or "").strip() or None, token=False,
+                                     search=(search or "").strip() or None, endpoint=self.hub_endpoint)
+        except HubError as error:
+            raise gr.Error(str(error), title="Cannot list checkpoints") from None
+        rows = []
+        for item in found:
+            scores = (item.get("metrics") or {}).get("eval") or {}
+            rows.append({
+                "repo_id": item["repo_id"],
+                "method": item.get("method") or "",
+                "chamfer": None if scores.get("chamfer") is None else float(f"{scores['chamfer']:.4g}"),
+                "fscore": None if scores.get("fscore") is None else float(f"{scores['fscore']:.4g}"),
+                "last_modified": (item.get("last_modified") or "")[:19].replace("T", " "),
+            })
+        if not rows:
+            gr.Info("No published diffcd checkpoints were found.")
+        return pd.DataFrame(rows, columns=["repo_id", "method", "chamfer", "fscore", "last_modified"])
+
+    @staticmethod
+    def checkpoint_choices(table: pd.DataFrame | None):
+        choices = [] if table is None or len(table) == 0 else list(table["repo_id"])
+        return gr.Dropdown(choices=choices, value=choices[0] if choices else None)
+
+    @staticmethod
+    def check_pull(repo_id, revision, resolution) -> None:
+        """The UI's first step before /pull_checkpoint."""
+        check_repo_id(repo_id)
+        check_resolution(resolution)
+
+    def pull_checkpoint(self, repo_id: str, revision: str | None = None, resolution: int = 128,
+                        token: str | None = None, current: dict | None = None,
+                        request: gr.Request = None) -> tuple:
+        """Download a published diffcd checkpoint from the Hub and mesh it.
+
+        Only config.json, model.safetensors and JSON metadata are loaded (no pickle, no code).
+
+        Args:
+            repo_id: "namespace/name" of the checkpoint repo.
+            revision: a branch, tag or commit sha; empty means main.
+            resolution: marching-cubes grid resolution of the mesh, 16 to 512.
+            token: an access token, needed only for private repos.
+
+        Returns:
+            The mesh (GLB), a Markdown description (commit, method, settings, published metrics),
+            downloads (GLB, PLY, OBJ, the checkpoint zip) and a status line.
+        """
+        from hub._common import method_label
+        from hub.errors import HubError
+        from hub.pull import pull_checkpoint
+
+        repo_id = check_repo_id(repo_id)
+        resolution = check_resolution(resolution)
+        token = (token or "").strip() or None
+        try:
+            # No token typed: anonymous, never the server's own HF_TOKEN or login.
+            pulled = pull_checkpoint(repo_id, revision=(revision or "").strip() or None, token=token or False,
+                                     resolution=None, endpoint=self.hub_endpoint)
+            mesh = pulled.sdf.extract_mesh(resolution)
+        except (HubError, DiffCDError) as error:
+            raise gr.Error(error_message(error, token), title="Cannot pull this checkpoint") from None
+        folder = self.store.fresh_folder(request, "pull")
+        for name in ("config.json", "model.safetensors", "README.md", "metrics.json"):
+            if (pulled.folder / name).is_file():
+                shutil.copyfile(pulled.folder / name, folder / name)
+        label = f"{repo_id.replace('/', '--')}-{pulled.commit_sha[:8]}"
+        glb, ply, obj = mesh_files(mesh, folder, "mesh")
+        archive = checkpoint_zip(folder, label, ("config.json", "model.safetensors", "metrics.json"))
+        config = pulled.config
+        network = config.get("network") or {}
+        method = method_label(config.get("method"))
+        lines = [f"**{repo_id}** @ `{pulled.commit_sha[:12]}` ({pulled.revision})",
+                 f"{method} · {network.get('hidden_layers', '?')}×{network.get('width', '?')} network · "
+                 f"{config.get('steps', '?')} steps · seed {config.get('seed', '?')}"]
+        scores = (pulled.metrics or {}).get("eval") or {}
+        if scores:
+            lines.append("Published metrics: " + ", ".join(f"{k} {number(v)}" for k, v in scores.items()))
+        state = {"model_dir": str(folder), "mesh": str(ply), "cloud": None,
+                 "gt_mesh": None, "label": label, "units": ""}
+        status = f"Pulled {repo_id} and meshed it at {resolution}³: {len(mesh.vertices):,} vertices."
+        downloads = [str(glb), str(ply), str(obj), str(archive)]
+        return str(glb), "\n\n".join(lines), downloads, status, state
+
+    def check_push(self, repo_id, token, private, include_cloud, current,
+                   oauth_token: gr.OAuthToken | None = None) -> None:
+        """The UI's first step before /push_checkpoint (the token is only checked for presence)."""
+        self._push_inputs(repo_id, token, include_cloud, current, oauth_token)
+
+    def _push_inputs(self, repo_id, token, include_cloud, current, oauth_token):
+        current = self._current(current)
+        repo_id = check_repo_id(repo_id)
+        secret = (token or "").strip() or (oauth_token.token if oauth_token is not None else None)
+        if not secret:
+            raise gr.Error("Pushing needs a Hugging Face access token with write access: paste one "
+                           "(huggingface.co/settings/tokens) or sign in.", title="Missing token")
+        cloud = current.get("cloud") if include_cloud else None
+        if include_cloud and not (cloud and Path(cloud).is_file()):
+            raise gr.Error("This model has no input cloud to include (it was pulled from the Hub); "
+                           "untick 'include the input cloud'.")
+        return current, repo_id, secret, cloud
+
+    def push_checkpoint(self, repo_id: str, token: str | None = None, private: bool = False,
+                        include_cloud: bool = False, current: dict | None = None,
+                        oauth_token: gr.OAuthToken | None = None) -> tuple[str, str]:
+        """Publish this session's current model (its last fit or pull) to a Hub repo of yours.
+
+        The commit holds model.safetensors and config.json as exported, a model card, mesh.glb,
+        metrics.json when there are metrics and, on request, a subsample of the input cloud. The
+        token is used for this one request only: it is never stored or logged.
+
+        Args:
+            repo_id: "namespace/name" of your repo (created if missing).
+            token: a Hugging Face access token with write access (or sign in on a Space).
+            private: create the repo private (an existing repo keeps its visibility).
+            include_cloud: also publish a subsample (at most 20,000 points) of the input cloud.
+
+        Returns:
+            The commit URL and a status line with the commit sha.
+        """
+        from hub.errors import HubError
+        from hub.push import push_checkpoint
+
+        current, repo_id, secret, cloud = self._push_inputs(repo_id, token, include_cloud, current, oauth_token)
+        try:
+            result = push_checkpoint(current["model_dir"], repo_id, token=secret, private=bool(private),
+                                     include_cloud=cloud or False, endpoint=self.hub_endpoint)
+        except (HubError, DiffCDError) as error:
+            raise gr.Error(error_message(error, secret), title="Push failed") from None
+        status = (f"Pushed **{current['label']}** to [{repo_id}]({result.repo_url}) as commit "
+                  f"`{result.commit_sha[:12]}` ({', '.join(result.files)}).")
+        return result.commit_url, status
+

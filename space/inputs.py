@@ -1,0 +1,79 @@
+"""The cloud inputs of the Fit and Compare tabs: built-in examples and uploads, shown in 3D before fitting."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from space import viewer
+from space.context import AppContext
+from space.sessions import SHARED_FOLDER
+from space.validation import LoadedCloud, load_cloud
+
+
+class CloudInputs(AppContext):
+    """Events of the example picker and the upload field."""
+
+    def _cloud_info(self, loaded: LoadedCloud) -> str:
+        cloud = loaded.cloud
+        lo, hi = cloud.points.min(axis=0), cloud.points.max(axis=0)
+        size = " × ".join(viewer.format_length(float(s), loaded.units) for s in hi - lo)
+        lines = []
+        if loaded.example:
+            lines.append(f"**{loaded.example.title}** — {loaded.example.description}")
+        else:
+            lines.append(f"**{Path(cloud.source).name}**")
+        extra = " with normals" if cloud.normals is not None else ""
+        lines.append(f"{len(cloud):,} points{extra}; bounding box {size}.")
+        if loaded.example and loaded.example.gt_mesh:
+            lines.append("Has a ground-truth mesh: fits are scored against it.")
+        lines += [f"⚠ {note}" for note in loaded.notes]
+        return "\n\n".join(lines)
+
+    def example_preview(self, example_id: str) -> tuple[str, str]:
+        """The preview GLB and description of a built-in example, built once per app."""
+        if example_id not in self._examples:
+            loaded = load_cloud(None, example_id, max_points=self.max_points)
+            folder = self.store.root / SHARED_FOLDER
+            folder.mkdir(exist_ok=True)
+            path = viewer.cloud_glb(loaded.cloud.points, folder / f"{example_id}-cloud.glb")
+            self._examples[example_id] = (str(path), self._cloud_info(loaded))
+        return self._examples[example_id]
+
+    def load_example(self, example: str) -> tuple[str, str]:
+        """Show a built-in example point cloud in 3D, with what it is.
+
+        Args:
+            example: the example's id, e.g. "torus" (see the dropdown's choices).
+
+        Returns:
+            The cloud as a GLB of small glyphs (a subsample of at most 6,000 points), and a
+            Markdown description (points, size, whether it has a ground-truth mesh).
+        """
+        if not example:
+            raise gr.Error("Pick an example first.")
+        return self.example_preview(example)
+
+    def preview_cloud(self, cloud: str, request: gr.Request) -> tuple[str, str]:
+        """Check an uploaded point cloud and show it in 3D before fitting.
+
+        Args:
+            cloud: a point cloud file: .npy/.npz (N×3 or N×6 float array), .xyz/.txt/.pts (3 or 6
+                columns), .ply/.obj/.off/.stl (points, or a mesh whose surface is sampled).
+
+        Returns:
+            The cloud as a GLB of small glyphs and a Markdown description. A cloud larger than the
+            app's limit is downsampled, with a warning.
+        """
+        loaded = load_cloud(cloud, None, max_points=self.max_points)
+        folder = self.store.folder(request)
+        path = viewer.cloud_glb(loaded.cloud.points, folder / f"upload-{time.time_ns()}.glb")
+        for old in folder.glob("upload-*.glb"):
+            if old != path:
+                old.unlink(missing_ok=True)
+        return str(path), self._cloud_info(loaded)
+
+    def clear_preview(self) -> tuple[None, str]:
+        return None, ""

@@ -1,0 +1,87 @@
+"""Re-mesh or evaluate the session's current model (its last fit or pull)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import trimesh
+
+from diffcd import DiffCDError, load_mesh, load_sdf
+from diffcd.metrics import cloud_surface_distances, evaluate_mesh
+from space.context import AppContext
+from space.outputs import mesh_files, metrics_table
+from space.validation import check_resolution
+
+
+class ModelTab(AppContext):
+    """/extract_mesh and /evaluate."""
+
+    def check_extract(self, resolution, current) -> None:
+        """The UI's first step before /extract_mesh."""
+        self._current(current)
+        check_resolution(resolution)
+
+    def extract_mesh(self, resolution: int = 128, current: dict | None = None,
+                     request: gr.Request = None) -> tuple[str, list[str], str, dict]:
+        """Mesh this session's current model (its last fit or pull) at another resolution.
+
+        Args:
+            resolution: marching-cubes grid resolution, 16 to 512 (time grows with its cube).
+
+        Returns:
+            The mesh (GLB), downloads (GLB, PLY, OBJ) and a status line.
+        """
+        current = self._current(current)
+        resolution = check_resolution(resolution)
+        try:
+            sdf = load_sdf(current["model_dir"])
+            start = time.perf_counter()
+            mesh = sdf.extract_mesh(resolution)
+        except DiffCDError as error:
+            raise gr.Error(str(error), title="Cannot mesh this model") from None
+        seconds = time.perf_counter() - start
+        folder = self.store.fresh_folder(request, "mesh")
+        glb, ply, obj = mesh_files(mesh, folder, f"{current['label']}-{resolution}")
+        state = {**current, "mesh": str(ply)}
+        status = (f"**Meshed {current['label']} at {resolution}³** in {seconds:.1f} s: "
+                  f"{len(mesh.vertices):,} vertices, {len(mesh.faces):,} faces.")
+        return str(glb), [str(glb), str(ply), str(obj)], status, state
+
+    def evaluate(self, ground_truth: str | None = None, current: dict | None = None) -> pd.DataFrame:
+        """Score this session's current mesh: against a ground-truth mesh and against its cloud.
+
+        Args:
+            ground_truth: a triangle mesh (.ply .obj .off .stl .glb) in the cloud's coordinates;
+                empty uses the example's ground truth when the fit was of an example.
+
+        Returns:
+            A table of metrics: Chamfer, squared Chamfer, normal angle, Hausdorff and F-score
+            against the ground truth, and both directed cloud↔surface distances when the cloud is
+            known. Distances are in the cloud's own units.
+        """
+        current = self._current(current)
+        if not current.get("mesh") or not Path(current["mesh"]).is_file():
+            raise gr.Error("This model has no mesh (no surface was found); mesh it first with a "
+                           "finer resolution, or fit again.")
+        gt_path = ground_truth or current.get("gt_mesh")
+        cloud_path = current.get("cloud")
+        has_cloud = bool(cloud_path) and Path(cloud_path).is_file()
+        if not gt_path and not has_cloud:
+            raise gr.Error("Upload a ground-truth mesh to score this model (it has no input cloud "
+                           "to compare with).")
+        try:
+            mesh = trimesh.load(current["mesh"], process=False)
+            summary: dict = {}
+            if gt_path:
+                summary["eval"] = evaluate_mesh(mesh, load_mesh(gt_path))
+            if has_cloud:
+                points = np.load(cloud_path, allow_pickle=False)
+                summary["cloud_distances"] = cloud_surface_distances(points, mesh)
+        except DiffCDError as error:
+            raise gr.Error(str(error), title="Cannot evaluate") from None
+        return metrics_table(summary, current.get("units") or "")
+

@@ -1,0 +1,115 @@
+"""What the app hands back: number formatting, the metrics table, mesh downloads and checkpoint zips."""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import trimesh
+
+from space import viewer
+
+EXPORT_FILES = ("config.json", "model.safetensors", "summary.json", "metrics.csv", "eval.json",
+                "cloud_distances.json")
+METRIC_ROWS = (
+    # (group, key, label, what it says)
+    ("eval", "chamfer", "Chamfer distance (vs ground truth)",
+     "½ (mean GT→fit + mean fit→GT distance); lower is better"),
+    ("eval", "chamfer_squared", "Squared Chamfer (vs ground truth)", "the same with squared distances"),
+    ("eval", "normal_angle_deg", "Normal angle error (°)", "mean angle between matched normals"),
+    ("eval", "hausdorff", "Hausdorff (vs ground truth)", "the largest distance either way"),
+    ("eval", "fscore", "F-score", "share of both surfaces within the threshold of the other"),
+    ("eval", "fscore_threshold", "F-score threshold", "1 % of the ground truth's longest side"),
+    ("cloud_distances", "cloud_to_surface_mean", "Cloud → surface, mean",
+     "how well the surface explains the points"),
+    ("cloud_distances", "cloud_to_surface_max", "Cloud → surface, max", "the worst-explained point"),
+    ("cloud_distances", "surface_to_cloud_mean", "Surface → cloud, mean",
+     "large: surface where there is no data"),
+    ("cloud_distances", "surface_to_cloud_max", "Surface → cloud, max", "the most spurious surface point"),
+)
+COMPARE_COLUMNS = (
+    ("cloud_distances", "cloud_to_surface_mean", "cloud→surface mean"),
+    ("cloud_distances", "surface_to_cloud_mean", "surface→cloud mean"),
+    ("cloud_distances", "surface_to_cloud_max", "surface→cloud max"),
+    ("eval", "chamfer", "Chamfer (GT)"),
+    ("eval", "normal_angle_deg", "normal angle ° (GT)"),
+    ("eval", "fscore", "F-score (GT)"),
+    ("eval", "hausdorff", "Hausdorff (GT)"),
+)
+
+
+def seconds(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "…"
+    if value < 60:
+        return f"{value:.0f} s"
+    return f"{int(value // 60)} min {int(value % 60):02d} s"
+
+
+def number(value: Any) -> str:
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4g}"
+    return str(value)
+
+
+def metrics_table(summary: dict, units: str = "") -> pd.DataFrame:
+    """Rows (metric, value, what it says) for the metrics present in a run summary."""
+    rows = []
+    for group, key, label, meaning in METRIC_ROWS:
+        value = (summary.get(group) or {}).get(key)
+        if value is None:
+            continue
+        text = number(value)
+        if units and key not in ("normal_angle_deg", "fscore", "chamfer_squared"):
+            text += f" {units}"
+        rows.append((label, text, meaning))
+    for key, label, meaning in (
+        ("steps", "Steps", "training steps done"),
+        ("fit_seconds", "Fit time (s)", "wall time, compilation and snapshots included"),
+        ("steps_per_second", "Steps per second", "training only"),
+        ("compile_seconds", "Compile time (s)", "XLA compilation of the training chunk"),
+        ("nan_steps_skipped", "NaN steps skipped", "updates dropped for a non-finite gradient"),
+        ("mesh_vertices", "Mesh vertices", "of the final mesh"),
+    ):
+        if summary.get(key) is not None:
+            rows.append((label, number(summary[key]), meaning))
+    return pd.DataFrame(rows, columns=["metric", "value", "what it says"])
+
+
+def mesh_files(mesh: trimesh.Trimesh, folder: Path, name: str) -> list[Path]:
+    """The mesh as name.glb (what the viewer shows), name.ply and name.obj; GLB first."""
+    glb = viewer.mesh_glb(mesh, folder / f"{name}.glb")
+    ply, obj = folder / f"{name}.ply", folder / f"{name}.obj"
+    mesh.export(ply)
+    obj.write_text(mesh.export(file_type="obj"))
+    return [glb, ply, obj]
+
+
+def checkpoint_zip(folder: Path, name: str, files: tuple[str, ...]) -> Path:
+    """name-checkpoint.zip of those of `files` that folder has, under a top folder `name`."""
+    archive = folder / f"{name}-checkpoint.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in files:
+            if (folder / file).is_file():
+                zf.write(folder / file, f"{name}/{file}")
+    return archive
+
+
+def run_downloads(run_dir: Path, name: str) -> tuple[str | None, list[str]]:
+    """(the GLB the viewer shows, the download files): the shown GLB is the downloaded one."""
+    files: list[Path] = []
+    if (run_dir / "mesh.ply").is_file():
+        files = mesh_files(trimesh.load(run_dir / "mesh.ply", process=False), run_dir, name)
+    files.append(checkpoint_zip(run_dir, name, EXPORT_FILES))
+    return (str(files[0]) if len(files) > 1 else None), [str(f) for f in files]
+
+
+def error_message(error: BaseException, secret: str | None = None) -> str:
+    text = str(error) or type(error).__name__
+    return text.replace(secret, "***") if secret else text
