@@ -35,6 +35,11 @@ def remember_secret(value: str | None) -> None:
         _SECRETS.add(value)
 
 
+def forget_secret(value: str | None) -> None:
+    """Drop a token registered for one request (a server forgets its visitors' tokens after each)."""
+    _SECRETS.discard(value)
+
+
 def _known_secrets() -> set[str]:
     found = set(_SECRETS)
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):

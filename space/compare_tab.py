@@ -9,27 +9,30 @@ import gradio as gr
 import pandas as pd
 import trimesh
 
-from diffcd import METHODS, DiffCDError, Fitter
+from diffcd import METHODS, Fitter
 from space import viewer
+from space.errors import as_sentence, catch_all
 from space.fit_tab import FitTab
+from space.jobs import Budget
 from space.outputs import COMPARE_COLUMNS, seconds
-from space.validation import check_methods, check_preset, check_settings, load_cloud
+from space.validation import check_cloud_choice, check_methods, check_preset, check_settings
 
 MAX_VIEWERS = len(METHODS)
 
 
 class CompareTab(FitTab):
-    """/compare (its Stop button shares /stop's handler)."""
+    """/compare and /stop_compare."""
 
     def check_compare(self, cloud, example, methods, preset, seed, steps) -> None:
-        """The UI's first step before /compare."""
-        load_cloud(cloud, example, max_points=self.max_points)
+        """The UI's first step before /compare (the cloud is parsed once, by /compare)."""
+        check_cloud_choice(cloud, example, max_bytes=self.limits.max_upload_bytes)
         chosen = check_methods(methods)
         settings = check_settings("diffcd", steps=steps, seed=seed)
         app_preset = check_preset(preset, self.presets)
         for method in chosen:
             self._config(app_preset, method, settings)
 
+    @catch_all("The comparison failed")
     def compare(
         self,
         cloud: str | None = None,
@@ -60,13 +63,28 @@ class CompareTab(FitTab):
             siren among those chosen; unused viewers empty), the metrics table with one row per
             finished method, a status line and the colour legend (HTML).
         """
-        loaded = load_cloud(cloud, example, max_points=self.max_points, warn=False)
+        loaded = self._load_cloud(cloud, example, warn=False)
         chosen = check_methods(methods)
         app_preset = check_preset(preset, self.presets)
         settings = check_settings("diffcd", steps=steps, seed=seed)
         configs = {m: self._config(app_preset, m, settings) for m in chosen}
-        stop = self.store.stop_flag(request)
-        stop.clear()
+        stopped = self.store.stop_check(request, "compare")
+        with self.line.enter(self.store.key(request), "comparison") as job, self.store.busy(request):
+            for position in job.wait():
+                if stopped():
+                    break
+                yield (*[gr.skip()] * MAX_VIEWERS, gr.skip(), f"Waiting for the device: {position} job(s) ahead "
+                       "of yours (Stop cancels it).", gr.skip())
+            if stopped():
+                yield (*[gr.skip()] * MAX_VIEWERS, gr.skip(), "**Stopped** before the comparison started.", gr.skip())
+                return
+            budget = Budget(self.limits.max_request_seconds).begin()
+            yield from self._compare_on_device(loaded, chosen, app_preset, settings, configs, stopped, budget,
+                                               request)
+
+    def _compare_on_device(self, loaded, chosen, app_preset, settings, configs, stopped, budget: Budget,
+                           request) -> Iterator[tuple]:
+        """All methods under ONE time budget: method i trains until its share of the fit time is used."""
         folder = self.store.fresh_folder(request, "compare")
         scale = viewer.DISTANCE_SCALE * viewer.longest_side(loaded.cloud.points)
         legend = viewer.legend_html(scale, loaded.units)
@@ -83,27 +101,31 @@ class CompareTab(FitTab):
         for index, method in enumerate(chosen):
             title = METHODS[method].title
             prefix = f"{notes}Method {index + 1} of {len(chosen)} · "
-            if stop.is_set():
+            if stopped() or budget.past(self.limits.fit_share):
                 break
             method_folder = folder / method
             method_folder.mkdir()
+            share = self.limits.fit_share * (index + 1) / len(chosen)
+            should_stop = lambda share=share: stopped() or budget.past(share)  # noqa: E731
             try:
                 fitter = Fitter(loaded.cloud, configs[method])
-                for event, snapshot in self._fit_stream(fitter, app_preset, method_folder, stop):
+                for progress in self._stream(fitter, app_preset, method_folder, should_stop):
+                    event = progress.event
                     if event.done:
                         break
                     update = list(skip_views)
-                    if snapshot:
-                        update[index] = snapshot
+                    if progress.snapshot:
+                        update[index] = progress.snapshot
                     yield (*update, gr.skip(), self._status(event, title, prefix=prefix), gr.skip())
                 if self.store.is_closed(request):
                     shutil.rmtree(folder, ignore_errors=True)
                     return
                 yield (*skip_views, gr.skip(), f"{prefix}**{title}**: meshing and scoring…", gr.skip())
                 summary = self._finish_run(method_folder, event.result, configs[method], loaded, gt,
-                                           app_preset)
-            except DiffCDError as error:
-                raise gr.Error(f"{title} failed: {error}", title="The comparison failed") from None
+                                           app_preset, budget)
+            except Exception as error:
+                sentence = as_sentence(error, "The comparison failed")
+                raise gr.Error(f"{title} failed: {sentence.message}", title="The comparison failed") from None
             row = {"method": title, "steps": summary["steps"], "fit s": round(summary["fit_seconds"], 1),
                    "steps/s": round(summary["steps_per_second"], 1)}
             for group, key, label in COMPARE_COLUMNS:
@@ -118,8 +140,8 @@ class CompareTab(FitTab):
                 finals[index] = update[index] = str(path)
             else:
                 row["note"] = "no surface found"
-            if summary.get("cancelled") and not stop.is_set():
-                row["note"] = f"stopped at the {seconds(self.max_fit_seconds)} limit"
+            if summary.get("cancelled") and not stopped():
+                row["note"] = f"stopped: the whole comparison has {seconds(self.max_fit_seconds)}"
             rows.append(row)
             yield (*update, table(), f"{prefix}**{title}** done in {seconds(summary['fit_seconds'])}.", gr.skip())
         done = len(rows)
@@ -129,3 +151,13 @@ class CompareTab(FitTab):
                    f"{', distances in ' + loaded.units if loaded.units else ''}.")
         yield (*finals, table(), status, legend)
 
+    def stop_compare(self, request: gr.Request) -> str:
+        """Stop this session's comparison after the current chunk of steps (or before it starts).
+
+        The methods finished so far stay in the table; a fit in the Fit tab is not affected.
+
+        Returns:
+            A status line.
+        """
+        self.store.request_stop(request, "compare")
+        return "Stopping the comparison after the current chunk of steps…"

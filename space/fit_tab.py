@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
 
-from diffcd import METHODS, DiffCDError, Fitter, NoSurfaceError
+from diffcd import METHODS, Fitter
 from diffcd.runs import CLOUD_FILE, write_run
 from space import viewer
-from space.context import AppContext
+from space.context import AppContext, bounded
+from space.errors import as_sentence, catch_all
+from space.jobs import Budget
 from space.outputs import metrics_table, run_downloads, seconds
 from space.presets import AppPreset
-from space.validation import LoadedCloud, check_method, check_preset, check_settings, load_cloud
+from space.training import Progress, train
+from space.validation import LoadedCloud, check_cloud_choice, check_method, check_preset, check_settings
 
 
 class FitTab(AppContext):
@@ -42,13 +45,6 @@ class FitTab(AppContext):
         """The preset's number of steps (the comparison form's default)."""
         return self.presets[preset].config("diffcd").schedule.steps if preset in self.presets else gr.skip()
 
-    def _snapshot(self, fitter: Fitter, resolution: int, path: Path) -> str | None:
-        try:
-            mesh = fitter.fitted().extract_mesh(resolution)
-        except NoSurfaceError:
-            return None
-        return str(viewer.mesh_glb(mesh, path))
-
     @staticmethod
     def _progress(event, *, stage: str, title: str = "") -> dict:
         return {
@@ -73,33 +69,24 @@ class FitTab(AppContext):
                 f"ETA {seconds(event.eta)} · elapsed {seconds(event.elapsed)}{valid} · "
                 f"loss {event.losses.get('loss', float('nan')):.4g}")
 
-    def _fit_stream(self, fitter: Fitter, preset: AppPreset, folder: Path, stop) -> Iterator[tuple]:
-        """(event, snapshot path or None) after every chunk; the last event has done=True."""
-        last_snapshot = -math.inf
-        kept: list[Path] = []
-        for event in fitter.run():
-            over_time = self.max_fit_seconds is not None and event.elapsed > self.max_fit_seconds
-            if stop.is_set() or over_time:
-                fitter.cancel()
-            if event.done:
-                yield event, None
-                return
-            snapshot = None
-            if time.monotonic() - last_snapshot >= preset.snapshot_seconds:
-                path = folder / f"snapshot-{event.step:07d}.glb"
-                snapshot = self._snapshot(fitter, preset.snapshot_resolution, path)
-                last_snapshot = time.monotonic()
-                if snapshot:
-                    kept.append(path)
-                    while len(kept) > 2:  # the viewer has already copied older ones
-                        kept.pop(0).unlink(missing_ok=True)
-            yield event, snapshot
+    def _stream(self, fitter: Fitter, preset: AppPreset, folder: Path, should_stop) -> Iterator[Progress]:
+        """Progress of a fit trained in a worker thread (at most two updates a second), then the done event."""
+        return train(fitter, folder=folder, snapshot_seconds=preset.snapshot_seconds,
+                     snapshot_resolution=preset.snapshot_resolution, should_stop=should_stop,
+                     max_faces=self.limits.max_mesh_faces)
 
-    def _finish_run(self, folder: Path, result, config, loaded: LoadedCloud, gt, preset: AppPreset) -> dict:
-        """Mesh, score and export a finished fit into folder/run; returns the run summary."""
+    def _training_stop(self, stopped, budget: Budget):
+        """Stop training on Stop, a closed tab, or once the fit's share of the time limit is used."""
+        return lambda: stopped() or budget.past(self.limits.fit_share)
+
+    def _finish_run(self, folder: Path, result, config, loaded: LoadedCloud, gt, preset: AppPreset,
+                    budget: Budget) -> dict:
+        """Mesh, score and export a finished fit into folder/run within the request's time and mesh
+        bounds; returns the run summary."""
         run_dir = folder / "run"
+        fitted = bounded(result.fitted, max_faces=self.limits.max_mesh_faces, should_stop=budget.expired)
         summary = write_run(
-            run_dir, result, resolution=config.mesh_resolution, cloud_points=loaded.cloud.points,
+            run_dir, dataclasses.replace(result, fitted=fitted), resolution=config.mesh_resolution, cloud_points=loaded.cloud.points,
             gt_mesh=gt, eval_samples=preset.eval_samples,
             metadata={"cloud": loaded.label, "points": len(loaded.cloud), "app": "diffcd space",
                       "preset": preset.name},
@@ -109,13 +96,14 @@ class FitTab(AppContext):
 
     def check_fit(self, cloud, example, method, preset, steps, width, depth, eikonal_weight, area_weight,
                   seed, mesh_resolution) -> None:
-        """The UI's first step before /fit: fail fast, before waiting in the queue for the worker."""
-        load_cloud(cloud, example, max_points=self.max_points)
+        """The UI's first step before /fit: check the settings (the cloud is parsed once, by /fit)."""
+        check_cloud_choice(cloud, example, max_bytes=self.limits.max_upload_bytes)
         check_method(method)
         settings = check_settings(method, steps=steps, width=width, depth=depth, eikonal_weight=eikonal_weight,
                                   area_weight=area_weight, seed=seed, resolution=mesh_resolution)
         self._config(check_preset(preset, self.presets), method, settings)
 
+    @catch_all("The fit failed")
     def fit(
         self,
         cloud: str | None = None,
@@ -156,7 +144,7 @@ class FitTab(AppContext):
             one; cloud↔surface distances always) and downloads: GLB, PLY, OBJ and a checkpoint
             zip (config.json + model.safetensors, loadable with diffcd.load_sdf).
         """
-        loaded = load_cloud(cloud, example, max_points=self.max_points, warn=False)
+        loaded = self._load_cloud(cloud, example, warn=False)
         check_method(method)
         app_preset = check_preset(preset, self.presets)
         settings = check_settings(method, steps=steps, width=width, depth=depth,
@@ -164,48 +152,70 @@ class FitTab(AppContext):
                                   resolution=mesh_resolution)
         config = self._config(app_preset, method, settings)
         title = METHODS[method].title
-        stop = self.store.stop_flag(request)
-        stop.clear()
-        folder = self.store.fresh_folder(request, "fit")
+        stopped = self.store.stop_check(request, "fit")
         notes = "".join(f"⚠ {n}\n\n" for n in loaded.notes)
+        skip3 = (gr.skip(),) * 3
+        with self.line.enter(self.store.key(request), "fit") as job, self.store.busy(request):
+            for position in job.wait():
+                if stopped():
+                    break
+                yield (gr.skip(), gr.skip(), f"{notes}Waiting for the device: {position} job(s) ahead of yours "
+                       "(Stop cancels it).", self._progress(None, stage="waiting", title=title), *skip3)
+            if stopped():
+                yield (gr.skip(), gr.skip(), "**Stopped** before the fit started.",
+                       self._progress(None, stage="cancelled", title=title), *skip3)
+                return
+            budget = Budget(self.limits.max_request_seconds).begin()
+            yield from self._fit_on_device(loaded, method, title, config, app_preset, notes, stopped, budget,
+                                           request)
+
+    def _fit_on_device(self, loaded: LoadedCloud, method: str, title: str, config, app_preset: AppPreset,
+                       notes: str, stopped, budget: Budget, request) -> Iterator[tuple]:
+        folder = self.store.fresh_folder(request, "fit")
         yield (gr.skip(), None, f"{notes}Preparing the fit of **{loaded.label}** with {title} "
                f"({config.network.hidden_layers}×{config.network.width} network, "
                f"{config.schedule.steps:,} steps)…", self._progress(None, stage="preparing", title=title),
                None, None, gr.skip())
-        try:
-            fitter = Fitter(loaded.cloud, config)
-            for event, snapshot in self._fit_stream(fitter, app_preset, folder, stop):
-                if event.done:
-                    break
-                yield (snapshot or gr.skip(), viewer.loss_frame(fitter.history),
-                       self._status(event, title, prefix=notes),
-                       self._progress(event, stage="fitting", title=title), gr.skip(), gr.skip(), gr.skip())
-            if self.store.is_closed(request):  # the tab was closed: no one to show the result to
-                shutil.rmtree(folder, ignore_errors=True)
-                return
-            result = event.result
-            cancelled = bool(result.summary.get("cancelled"))
-            yield (gr.skip(), viewer.loss_frame(fitter.history),
-                   f"{notes}{'Stopped' if cancelled else 'Trained'} at step {result.summary['steps']:,}; "
-                   f"meshing at {config.mesh_resolution}³ and computing metrics…",
-                   self._progress(event, stage="meshing", title=title), gr.skip(), gr.skip(), gr.skip())
-            summary = self._finish_run(folder, result, config, loaded, self._ground_truth(loaded), app_preset)
-        except DiffCDError as error:
+        fitter = Fitter(loaded.cloud, config)
+        event = None
+        for update in self._stream(fitter, app_preset, folder, self._training_stop(stopped, budget)):
+            event = update.event
+            if event.done:
+                break
+            yield (update.snapshot or gr.skip(), viewer.loss_frame(fitter.history),
+                   self._status(event, title, prefix=notes),
+                   self._progress(event, stage="fitting", title=title), gr.skip(), gr.skip(), gr.skip())
+        if self.store.is_closed(request):  # the tab was closed: no one to show the result to
             shutil.rmtree(folder, ignore_errors=True)
-            raise gr.Error(str(error), title="The fit failed") from None
-        run_dir = folder / "run"
-        shown, downloads = run_downloads(run_dir, f"{loaded.label}-{method}")
-        state = {
-            "model_dir": str(run_dir), "mesh": str(run_dir / "mesh.ply") if summary.get("surface_found") else None,
-            "cloud": str(run_dir / CLOUD_FILE), "label": f"{loaded.label}-{method}", "units": loaded.units,
-            "gt_mesh": str(loaded.example.gt_mesh) if loaded.example and loaded.example.gt_mesh else None,
-        }
+            return
+        result = event.result
+        cancelled = bool(result.summary.get("cancelled"))
+        yield (gr.skip(), viewer.loss_frame(fitter.history),
+               f"{notes}{'Stopped' if cancelled else 'Trained'} at step {result.summary['steps']:,}; "
+               f"meshing at {config.mesh_resolution}³ and computing metrics…",
+               self._progress(event, stage="meshing", title=title), gr.skip(), gr.skip(), gr.skip())
+        label = f"{loaded.label}-{method}"
+        state = {"label": label, "units": loaded.units, "cloud": None,
+                 "gt_mesh": str(loaded.example.gt_mesh) if loaded.example and loaded.example.gt_mesh else None}
+        try:
+            summary = self._finish_run(folder, result, config, loaded, self._ground_truth(loaded), app_preset,
+                                       budget)
+            run_dir = folder / "run"
+            shown, downloads = run_downloads(run_dir, label)
+        except Exception as error:
+            kept, where = self._keep_model(result.fitted, request, state)
+            yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), kept)
+            sentence = as_sentence(error, "The fit's results could not be written")
+            raise gr.Error(f"{sentence.message} {where}", title="The fit's results could not be written") from None
+        state.update(model_dir=str(run_dir), mesh=str(run_dir / "mesh.ply") if summary.get("surface_found") else None,
+                     cloud=str(run_dir / CLOUD_FILE))
         progress = self._progress(event, stage="cancelled" if cancelled else "done", title=title)
         progress["summary"] = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))}
         verb = "Stopped" if cancelled else "Done"
-        if cancelled and not stop.is_set():
-            notes += (f"⚠ This app stops a fit after {seconds(self.max_fit_seconds)}; the model so far is "
-                      "below. Run longer fits locally (python app.py) or with the CLI.\n\n")
+        if cancelled and not stopped():
+            notes += (f"⚠ This app stops a fit after {seconds(self.limits.fit_share * (self.max_fit_seconds or 0))} "
+                      "to leave time for meshing within its limit; the model so far is below. Run longer fits "
+                      "locally (python app.py) or with the CLI.\n\n")
         status = (f"{notes}**{verb}: {title}, {summary['steps']:,} steps in {seconds(summary['fit_seconds'])}** "
                   f"(compile {summary['compile_seconds']:.1f} s, {summary['steps_per_second']:.1f} steps/s, "
                   f"{summary.get('backend', 'cpu').upper()})")
@@ -219,7 +229,7 @@ class FitTab(AppContext):
                metrics_table(summary, loaded.units), downloads, state)
 
     def stop(self, request: gr.Request) -> str:
-        """Stop this session's running fit or comparison after the current chunk of steps.
+        """Stop this session's fit after the current chunk of steps (or before it starts, if it waits).
 
         The fit keeps what it learned so far: its last snapshot stays in the viewer and the
         stopped model is meshed, scored and offered for download as usual.
@@ -227,6 +237,5 @@ class FitTab(AppContext):
         Returns:
             A status line.
         """
-        self.store.stop_flag(request).set()
+        self.store.request_stop(request, "fit")
         return "Stopping after the current chunk of steps…"
-

@@ -9,14 +9,17 @@ import gradio as gr
 import pandas as pd
 
 from diffcd import DiffCDError
-from space.context import AppContext
-from space.outputs import checkpoint_zip, error_message, mesh_files, number
+from space.context import AppContext, supported
+from space.errors import catch_all
+from space.jobs import Budget
+from space.outputs import checkpoint_zip, error_message, mesh_files, number, plain_markdown
 from space.validation import check_repo_id, check_resolution
 
 
 class HubTab(AppContext):
     """/list_checkpoints, /pull_checkpoint and /push_checkpoint."""
 
+    @catch_all("Cannot list checkpoints")
     def list_checkpoints(self, author: str | None = None, search: str | None = None) -> pd.DataFrame:
         """List published diffcd checkpoints on the Hub, most recently changed first.
 
@@ -32,12 +35,14 @@ class HubTab(AppContext):
 
         try:
             # Anonymous: a Space's own HF_TOKEN must never list its owner's private repos.
-            found = list_checkpoints(author=(author or "").strip() or None, token=False,
-                                     search=(search or "").strip() or None, endpoint=self.hub_endpoint)
+            found = list_checkpoints(author=(author or "").strip()[:96] or None, token=False,
+                                     search=(search or "").strip()[:96] or None, endpoint=self.hub_endpoint,
+                                     **supported(list_checkpoints, limit=self.limits.max_listing_repos,
+                                                 max_bytes=self.limits.max_listing_bytes))
         except HubError as error:
             raise gr.Error(str(error), title="Cannot list checkpoints") from None
         rows = []
-        for item in found:
+        for item in found[:self.limits.max_listing_repos]:
             scores = (item.get("metrics") or {}).get("eval") or {}
             rows.append({
                 "repo_id": item["repo_id"],
@@ -61,6 +66,7 @@ class HubTab(AppContext):
         check_repo_id(repo_id)
         check_resolution(resolution)
 
+    @catch_all("Cannot pull this checkpoint")
     def pull_checkpoint(self, repo_id: str, revision: str | None = None, resolution: int = 128,
                         token: str | None = None, current: dict | None = None,
                         request: gr.Request = None) -> tuple:
@@ -79,35 +85,53 @@ class HubTab(AppContext):
             downloads (GLB, PLY, OBJ, the checkpoint zip) and a status line.
         """
         from hub._common import method_label
-        from hub.errors import HubError
+        from hub.errors import HubError, forget_secret
         from hub.pull import pull_checkpoint
 
         repo_id = check_repo_id(repo_id)
         resolution = check_resolution(resolution)
+        revision = (revision or "").strip() or None
+        if revision is not None and len(revision) > 200:
+            raise gr.Error("That revision is too long to be a branch, tag or commit sha.")
         token = (token or "").strip() or None
-        try:
-            # No token typed: anonymous, never the server's own HF_TOKEN or login.
-            pulled = pull_checkpoint(repo_id, revision=(revision or "").strip() or None, token=token or False,
-                                     resolution=None, endpoint=self.hub_endpoint)
-            mesh = pulled.sdf.extract_mesh(resolution)
-        except (HubError, DiffCDError) as error:
-            raise gr.Error(error_message(error, token), title="Cannot pull this checkpoint") from None
-        folder = self.store.fresh_folder(request, "pull")
-        for name in ("config.json", "model.safetensors", "README.md", "metrics.json"):
-            if (pulled.folder / name).is_file():
-                shutil.copyfile(pulled.folder / name, folder / name)
-        label = f"{repo_id.replace('/', '--')}-{pulled.commit_sha[:8]}"
-        glb, ply, obj = mesh_files(mesh, folder, "mesh")
-        archive = checkpoint_zip(folder, label, ("config.json", "model.safetensors", "metrics.json"))
-        config = pulled.config
-        network = config.get("network") or {}
-        method = method_label(config.get("method"))
-        lines = [f"**{repo_id}** @ `{pulled.commit_sha[:12]}` ({pulled.revision})",
-                 f"{method} · {network.get('hidden_layers', '?')}×{network.get('width', '?')} network · "
-                 f"{config.get('steps', '?')} steps · seed {config.get('seed', '?')}"]
-        scores = (pulled.metrics or {}).get("eval") or {}
+        stopped = self.store.stop_check(request, "fit")
+        with self.line.enter(self.store.key(request), "pull") as job, self.store.busy(request):
+            job.wait_quietly()
+            budget = Budget(self.limits.max_request_seconds).begin()
+            try:
+                # No token typed: anonymous, never the server's own HF_TOKEN or login.
+                network_limits = self.limits.network_limits()
+                pulled = pull_checkpoint(repo_id, revision=revision, token=token or False, resolution=None,
+                                         endpoint=self.hub_endpoint,
+                                         **supported(pull_checkpoint, limits=network_limits,
+                                                     max_bytes=self.limits.max_pull_bytes))
+            except (HubError, DiffCDError) as error:
+                raise gr.Error(error_message(error, token), title="Cannot pull this checkpoint") from None
+            finally:
+                forget_secret(token)
+            budget.check("Pulling this checkpoint")
+            mesh = pulled.sdf.extract_mesh(resolution, max_faces=self.limits.max_mesh_faces,
+                                           should_stop=lambda: budget.expired() or stopped())
+            folder = self.store.fresh_folder(request, "pull")
+            for name in ("config.json", "model.safetensors", "README.md", "metrics.json"):
+                if (pulled.folder / name).is_file():
+                    shutil.copyfile(pulled.folder / name, folder / name)
+            label = f"{repo_id.replace('/', '--')}-{pulled.commit_sha[:8]}"
+            glb, ply, obj = mesh_files(mesh, folder, "mesh")
+            archive = checkpoint_zip(folder, label, ("config.json", "model.safetensors", "metrics.json"))
+        config = pulled.config if isinstance(pulled.config, dict) else {}
+        network = config.get("network") if isinstance(config.get("network"), dict) else {}
+        method = method_label(config.get("method")) if isinstance(config.get("method"), str) else "?"
+        # Everything below comes from the pulled repo: shown as inert text, never as links or images.
+        lines = [f"**{repo_id}** @ {plain_markdown(pulled.commit_sha[:12])} ({plain_markdown(pulled.revision)})",
+                 f"{plain_markdown(method)} · {plain_markdown(network.get('hidden_layers', '?'))}×"
+                 f"{plain_markdown(network.get('width', '?'))} network · {plain_markdown(config.get('steps', '?'))} "
+                 f"steps · seed {plain_markdown(config.get('seed', '?'))}"]
+        metrics = pulled.metrics if isinstance(pulled.metrics, dict) else {}
+        scores = metrics.get("eval") if isinstance(metrics.get("eval"), dict) else {}
         if scores:
-            lines.append("Published metrics: " + ", ".join(f"{k} {number(v)}" for k, v in scores.items()))
+            lines.append("Published metrics: " + ", ".join(f"{plain_markdown(k)} {plain_markdown(number(v))}"
+                                                           for k, v in list(scores.items())[:12]))
         state = {"model_dir": str(folder), "mesh": str(ply), "cloud": None,
                  "gt_mesh": None, "label": label, "units": ""}
         status = f"Pulled {repo_id} and meshed it at {resolution}³: {len(mesh.vertices):,} vertices."
@@ -132,9 +156,11 @@ class HubTab(AppContext):
                            "untick 'include the input cloud'.")
         return current, repo_id, secret, cloud
 
+    @catch_all("Push failed")
     def push_checkpoint(self, repo_id: str, token: str | None = None, private: bool = False,
                         include_cloud: bool = False, current: dict | None = None,
-                        oauth_token: gr.OAuthToken | None = None) -> tuple[str, str]:
+                        oauth_token: gr.OAuthToken | None = None,
+                        request: gr.Request = None) -> tuple[str, str]:
         """Publish this session's current model (its last fit or pull) to a Hub repo of yours.
 
         The commit holds model.safetensors and config.json as exported, a model card, mesh.glb,
@@ -150,16 +176,18 @@ class HubTab(AppContext):
         Returns:
             The commit URL and a status line with the commit sha.
         """
-        from hub.errors import HubError
+        from hub.errors import HubError, forget_secret
         from hub.push import push_checkpoint
 
         current, repo_id, secret, cloud = self._push_inputs(repo_id, token, include_cloud, current, oauth_token)
         try:
-            result = push_checkpoint(current["model_dir"], repo_id, token=secret, private=bool(private),
-                                     include_cloud=cloud or False, endpoint=self.hub_endpoint)
+            result = push_checkpoint(self._model_folder(current, request), repo_id, token=secret,
+                                     private=bool(private), include_cloud=cloud or False, endpoint=self.hub_endpoint)
         except (HubError, DiffCDError) as error:
             raise gr.Error(error_message(error, secret), title="Push failed") from None
-        status = (f"Pushed **{current['label']}** to [{repo_id}]({result.repo_url}) as commit "
+        finally:
+            forget_secret(secret)
+        status = (f"Pushed **{current['label']}** to {repo_id} ({result.repo_url}) as commit "
                   f"`{result.commit_sha[:12]}` ({', '.join(result.files)}).")
         return result.commit_url, status
 

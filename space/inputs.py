@@ -10,7 +10,8 @@ import gradio as gr
 from space import viewer
 from space.context import AppContext
 from space.sessions import SHARED_FOLDER
-from space.validation import LoadedCloud, load_cloud
+from space.errors import catch_all
+from space.validation import LoadedCloud
 
 
 class CloudInputs(AppContext):
@@ -35,13 +36,14 @@ class CloudInputs(AppContext):
     def example_preview(self, example_id: str) -> tuple[str, str]:
         """The preview GLB and description of a built-in example, built once per app."""
         if example_id not in self._examples:
-            loaded = load_cloud(None, example_id, max_points=self.max_points)
+            loaded = self._load_cloud(None, example_id)
             folder = self.store.root / SHARED_FOLDER
             folder.mkdir(exist_ok=True)
             path = viewer.cloud_glb(loaded.cloud.points, folder / f"{example_id}-cloud.glb")
             self._examples[example_id] = (str(path), self._cloud_info(loaded))
         return self._examples[example_id]
 
+    @catch_all("Cannot show this example")
     def load_example(self, example: str) -> tuple[str, str]:
         """Show a built-in example point cloud in 3D, with what it is.
 
@@ -56,6 +58,7 @@ class CloudInputs(AppContext):
             raise gr.Error("Pick an example first.")
         return self.example_preview(example)
 
+    @catch_all("Cannot use this point cloud")
     def preview_cloud(self, cloud: str, request: gr.Request) -> tuple[str, str]:
         """Check an uploaded point cloud and show it in 3D before fitting.
 
@@ -67,7 +70,7 @@ class CloudInputs(AppContext):
             The cloud as a GLB of small glyphs and a Markdown description. A cloud larger than the
             app's limit is downsampled, with a warning.
         """
-        loaded = load_cloud(cloud, None, max_points=self.max_points)
+        loaded = self._load_cloud(cloud, None)
         folder = self.store.folder(request)
         path = viewer.cloud_glb(loaded.cloud.points, folder / f"upload-{time.time_ns()}.glb")
         for old in folder.glob("upload-*.glb"):

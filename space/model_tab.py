@@ -10,9 +10,11 @@ import numpy as np
 import pandas as pd
 import trimesh
 
-from diffcd import DiffCDError, load_mesh, load_sdf
+from diffcd import DiffCDError, load_mesh
 from diffcd.metrics import cloud_surface_distances, evaluate_mesh
 from space.context import AppContext
+from space.errors import catch_all
+from space.jobs import Budget
 from space.outputs import mesh_files, metrics_table
 from space.validation import check_resolution
 
@@ -25,6 +27,7 @@ class ModelTab(AppContext):
         self._current(current)
         check_resolution(resolution)
 
+    @catch_all("Cannot mesh this model")
     def extract_mesh(self, resolution: int = 128, current: dict | None = None,
                      request: gr.Request = None) -> tuple[str, list[str], str, dict]:
         """Mesh this session's current model (its last fit or pull) at another resolution.
@@ -37,20 +40,26 @@ class ModelTab(AppContext):
         """
         current = self._current(current)
         resolution = check_resolution(resolution)
-        try:
-            sdf = load_sdf(current["model_dir"])
+        stopped = self.store.stop_check(request, "fit")
+        with self.line.enter(self.store.key(request), "re-mesh") as job, self.store.busy(request):
+            job.wait_quietly()
+            budget = Budget(self.limits.max_request_seconds).begin()
+            sdf = self._sdf(current)
             start = time.perf_counter()
-            mesh = sdf.extract_mesh(resolution)
-        except DiffCDError as error:
-            raise gr.Error(str(error), title="Cannot mesh this model") from None
-        seconds = time.perf_counter() - start
-        folder = self.store.fresh_folder(request, "mesh")
-        glb, ply, obj = mesh_files(mesh, folder, f"{current['label']}-{resolution}")
-        state = {**current, "mesh": str(ply)}
+            mesh = sdf.extract_mesh(resolution, max_faces=self.limits.max_mesh_faces,
+                                    should_stop=lambda: budget.expired() or stopped())
+            seconds = time.perf_counter() - start
+            state = dict(current)
+            if current.get("fitted") is not None:  # kept in memory after a failed write: write it now
+                state.update(model_dir=self._model_folder(current, request), fitted=None)
+            folder = self.store.fresh_folder(request, "mesh")
+            glb, ply, obj = mesh_files(mesh, folder, f"{current['label']}-{resolution}")
+        state["mesh"] = str(ply)
         status = (f"**Meshed {current['label']} at {resolution}³** in {seconds:.1f} s: "
                   f"{len(mesh.vertices):,} vertices, {len(mesh.faces):,} faces.")
         return str(glb), [str(glb), str(ply), str(obj)], status, state
 
+    @catch_all("Cannot evaluate")
     def evaluate(self, ground_truth: str | None = None, current: dict | None = None) -> pd.DataFrame:
         """Score this session's current mesh: against a ground-truth mesh and against its cloud.
 

@@ -12,17 +12,17 @@ from diffcd import METHODS
 from space import viewer
 from space.examples import list_examples
 from space.handlers import MAX_VIEWERS, Handlers
+from space.limits import Limits
 from space.presets import AppPreset, default_preset_name, library_presets
 from space.sessions import SessionStore
 from space.validation import MAX_RESOLUTION, MIN_RESOLUTION
 
-QUEUE_MAX_SIZE = 16
-"""Requests waiting for the fitting worker beyond this are refused with 'queue full'."""
-DEFAULT_MAX_POINTS = 200_000
-"""Larger uploads are downsampled (with a warning); DIFFCD_SPACE_MAX_POINTS overrides it."""
-MAX_FILE_SIZE = "100mb"
-COMPUTE = "compute"
-"""Concurrency group of everything that runs JAX: one at a time per GPU (or CPU)."""
+QUEUE_MAX_SIZE = 64
+"""Events held in Gradio's own queue (quick checks waiting for their slot). Compute jobs do not
+wait there: they wait in the app's own line (space.jobs), bounded by Limits.max_waiting_jobs, so
+Stop and status calls are never refused because fits are waiting."""
+CHECKS = "checks"
+"""Concurrency group of the quick checks that read uploads (parsing is bounded, but not free)."""
 
 INTRO = """# DiffCD — fit neural implicit surfaces to point clouds
 Fit a signed distance function (SDF) to a point cloud with **DiffCD** (ECCV 2024: a symmetric,
@@ -87,6 +87,7 @@ def build_app(
     max_points: int | None = None,
     max_fit_seconds: float | None = None,
     session_root: str | Path | None = None,
+    limits: Limits | None = None,
 ) -> gr.Blocks:
     """Build the Gradio app (call .queue() and .launch() on it, as app.py does).
 
@@ -95,27 +96,28 @@ def build_app(
       extra_presets: added to those, e.g. a tiny preset for tests.
       default_preset: the preset selected at start (default: gpu-demo on a GPU, else cpu-quick).
       hub_endpoint: the Hub URL (default: HF_ENDPOINT, else huggingface.co).
-      max_points: clouds above this are downsampled (default: DIFFCD_SPACE_MAX_POINTS or 200,000).
-      max_fit_seconds: a fit (each method of a comparison) is stopped after this long, as if by
-        its Stop button (default: DIFFCD_SPACE_MAX_FIT_SECONDS, else no limit). On a shared Space
-        this keeps one user from holding the GPU for hours with the paper preset.
+      max_points: clouds above this are downsampled (overrides limits.max_points).
+      max_fit_seconds: the wall-time limit of every compute request (overrides
+        limits.max_request_seconds).
       session_root: where per-session folders live (default: a new temporary folder).
+      limits: every bound of the app (default: Limits.from_environment(): the public bounds when
+        running as a Space, local ones otherwise, DIFFCD_SPACE_* variables override).
     """
     gpu = jax.default_backend() == "gpu"
     presets = dict(presets or library_presets(gpu))
     presets.update(extra_presets or {})
     default_preset = default_preset or default_preset_name(presets, gpu)
-    max_points = max_points or int(os.environ.get("DIFFCD_SPACE_MAX_POINTS", DEFAULT_MAX_POINTS))
-    if max_fit_seconds is None and os.environ.get("DIFFCD_SPACE_MAX_FIT_SECONDS"):
-        max_fit_seconds = float(os.environ["DIFFCD_SPACE_MAX_FIT_SECONDS"])
-    store = SessionStore(session_root)
+    limits = limits or Limits.from_environment()
+    store = SessionStore(session_root, max_age=limits.session_max_age)
+    store.start_sweeper(limits.sweep_seconds)  # API-only sessions never load a page
     handlers = Handlers(presets=presets, store=store, max_points=max_points, hub_endpoint=hub_endpoint,
-                        max_fit_seconds=max_fit_seconds)
+                        max_fit_seconds=max_fit_seconds, limits=limits)
+    limits = handlers.limits
     examples = list_examples()
     default_example = next((e.id for e in examples if e.id == "torus"), examples[0].id if examples else None)
     method_names = list(METHODS)
 
-    with gr.Blocks(title="DiffCD: neural implicit surfaces", delete_cache=(3600, 3 * 3600),
+    with gr.Blocks(title="DiffCD: neural implicit surfaces", delete_cache=(int(limits.cache_sweep_seconds), int(limits.cache_max_age)),
                    analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
         current = gr.State(None)
@@ -238,20 +240,23 @@ def build_app(
                         h_downloads = gr.File(label="Downloads", file_count="multiple", interactive=False)
 
         # ------------------------------------------------------------------------------ events
-        compute = {"concurrency_id": COMPUTE, "concurrency_limit": 1}
+        # Compute jobs enter at once and wait in the app's own line (space.jobs): one runs at a time,
+        # a session has at most limits.jobs_per_session, and a full line says when to retry.
+        compute = {"concurrency_limit": None}
         fit_inputs = [upload, example, method, preset, steps, width, depth, eikonal, area, seed, resolution, current]
         # Each action first validates in a quick private event (no queue wait for the worker, and a
         # failure leaves the outputs as they were), then runs; the run validates again for API callers.
-        check = {"api_visibility": "private", "concurrency_limit": None}
+        check = {"api_visibility": "private", "concurrency_id": CHECKS, "concurrency_limit": 2}
         fit_button.click(handlers.check_fit, fit_inputs[:-1], None, **check) \
             .success(handlers.fit, fit_inputs, [surface, losses, status, progress, metrics, downloads, current],
                      api_name="fit", **compute)
-        stop_button.click(handlers.stop, None, [status], api_name="stop", concurrency_limit=None)
+        # Stop never waits: no queue from the page, and no concurrency limit for API callers.
+        stop_button.click(handlers.stop, None, [status], api_name="stop", queue=False)
         compare_inputs = [c_upload, c_example, c_methods, c_preset, c_seed, c_steps]
         compare_button.click(handlers.check_compare, compare_inputs, None, **check) \
             .success(handlers.compare, compare_inputs, [*views, c_table, c_status, legend], api_name="compare",
                      **compute)
-        compare_stop.click(handlers.stop, None, [c_status], api_visibility="private", concurrency_limit=None)
+        compare_stop.click(handlers.stop_compare, None, [c_status], api_name="stop_compare", queue=False)
         remesh_button.click(handlers.check_extract, [remesh_resolution, current], None, **check) \
             .success(handlers.extract_mesh, [remesh_resolution, current], [surface, downloads, status, current],
                      api_name="extract_mesh", **compute)
@@ -282,6 +287,7 @@ def build_app(
     return demo
 
 
-def launch_options() -> dict:
+def launch_options(limits: Limits | None = None) -> dict:
     """Keyword arguments for demo.launch(): upload size cap and the page's CSS."""
-    return {"max_file_size": MAX_FILE_SIZE, "css": CSS}
+    limits = limits or Limits.from_environment()
+    return {"max_file_size": limits.max_upload_bytes, "css": CSS}

@@ -48,8 +48,13 @@ def _file_path(upload) -> Path | None:
     return Path(str(upload))
 
 
-def load_cloud(upload, example_id: str | None, *, max_points: int, warn: bool = True) -> LoadedCloud:
+def load_cloud(upload, example_id: str | None, *, max_points: int, warn: bool = True,
+               max_bytes: int | None = None, input_limits=None) -> LoadedCloud:
     """The uploaded cloud if there is one, else the chosen example, validated by diffcd.io.
+
+    The file's size is checked against `max_bytes` before a byte is read; `max_decoded_bytes`
+    `input_limits` (diffcd.io.InputLimits) bound what diffcd.io may decode from it (arrays inside
+    .npy/.npz, before decompressing).
 
     With `warn`, what the user should know (downsampling) is also shown as a gr.Warning; it is
     always in the returned notes.
@@ -68,10 +73,12 @@ def load_cloud(upload, example_id: str | None, *, max_points: int, warn: bool = 
             names = ", ".join(e.id for e in list_examples()) or "none are installed"
             raise gr.Error(f"There is no example named {example_id!r}; choose one of: {names}.")
         path = example.cloud
+    check_file_size(path, max_bytes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DiffCDWarning)
         try:
-            cloud = load_point_cloud(path, max_points=max_points)
+            cloud = load_point_cloud(path, max_points=max_points,
+                                     **_accepted(load_point_cloud, limits=input_limits))
         except DiffCDError as error:
             raise gr.Error(str(error), title="Cannot use this point cloud") from None
     # A downsampled cloud always comes with the library's warning that says so.
@@ -80,6 +87,42 @@ def load_cloud(upload, example_id: str | None, *, max_points: int, warn: bool = 
         gr.Warning(note)
     label = example.id if example else re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-") or "cloud"
     return LoadedCloud(cloud, label, example, tuple(notes))
+
+
+def _accepted(function, **options):
+    """The options `function` takes (the decoded-size bound arrives with diffcd.io's own check)."""
+    import inspect
+
+    parameters = inspect.signature(function).parameters
+    return {k: v for k, v in options.items() if k in parameters and v is not None}
+
+
+def check_file_size(path: Path, max_bytes: int | None) -> None:
+    """Refuse a file larger than max_bytes (from its size on disk, before reading it)."""
+    if max_bytes is None:
+        return
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise gr.Error("The uploaded file cannot be found on the server; upload it again.") from None
+    if size > max_bytes:
+        raise gr.Error(f"The file is {size / 1e6:.1f} MB, more than this app's limit of {max_bytes / 1e6:g} MB: "
+                       "upload a smaller cloud (e.g. a subsample), or run the app locally.",
+                       title="File too large")
+
+
+def check_cloud_choice(upload, example_id: str | None, *, max_bytes: int | None) -> None:
+    """A quick check before a job joins the line: a cloud is chosen, the example exists, the file is
+    not too large. The file is parsed once, by the job itself."""
+    path = _file_path(upload)
+    if path is None:
+        if not example_id:
+            raise gr.Error("Upload a point cloud or pick an example first.")
+        if get_example(example_id) is None:
+            names = ", ".join(e.id for e in list_examples()) or "none are installed"
+            raise gr.Error(f"There is no example named {example_id!r}; choose one of: {names}.")
+        return
+    check_file_size(path, max_bytes)
 
 
 def check_method(method: str) -> str:

@@ -1,0 +1,138 @@
+"""Every bound of the public app in one place.
+
+A public Space is hostile ground: each visitor-controlled value (file bytes, API arguments, session
+ids, a pulled repo's files) is bounded before the work starts. `Limits.from_environment()` gives
+the public bounds when the app runs as a Space (SPACE_ID is set) and the local ones otherwise; any
+bound can be overridden with an environment variable named DIFFCD_SPACE_<FIELD NAME IN CAPITALS>
+(0, "none" or "off" turns an optional bound off). The README's table of bounds is
+`markdown_table()` of the public values (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Mapping
+
+ENV_PREFIX = "DIFFCD_SPACE_"
+_OFF = {"", "0", "none", "off", "no"}
+_LEGACY_NAMES = {"max_request_seconds": "DIFFCD_SPACE_MAX_FIT_SECONDS"}
+"""Older variable names still honoured (a newer name wins)."""
+
+
+def _field(default, doc: str, unit: str = ""):
+    return dataclasses.field(default=default, metadata={"doc": doc, "unit": unit})
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """The bounds one app instance enforces (public defaults; see `local()` for a workstation)."""
+
+    max_upload_bytes: int = _field(100_000_000, "Largest uploaded file (checked before it is read)", "bytes")
+    max_points: int = _field(200_000, "Points kept from a cloud (larger clouds are downsampled, with a warning)",
+                             "points")
+    max_decoded_bytes: int = _field(512_000_000, "Largest decoded array of an upload (.npy/.npz checked "
+                                    "before decompressing or allocating)", "bytes")
+    max_network_parameters: int = _field(4_000_000, "Largest network a pull accepts: parameters", "parameters")
+    max_network_width: int = _field(1024, "Largest network a pull accepts: features per layer", "features")
+    max_network_depth: int = _field(16, "Largest network a pull accepts: hidden layers", "layers")
+    max_sine_omega: float = _field(60.0, "Largest SIREN frequency ω a pull accepts", "")
+    max_pull_bytes: int = _field(64_000_000, "Largest download per pull (all files together)", "bytes")
+    max_listing_bytes: int = _field(4_000_000, "Largest download per listing of checkpoints", "bytes")
+    max_listing_repos: int = _field(50, "Repos per listing", "repos")
+    max_mesh_faces: int = _field(6_000_000, "Largest mesh any request may produce", "triangles")
+    max_request_seconds: float | None = _field(
+        600.0, "Wall-time limit of every compute request (fit with its final mesh, a whole comparison, "
+        "re-mesh, pull and mesh), counted from when it gets the device", "s")
+    fit_share: float = _field(0.8, "Share of that limit a fit may train before it is stopped and meshed", "")
+    jobs_per_session: int = _field(1, "Compute jobs one session may have waiting or running", "jobs")
+    max_waiting_jobs: int = _field(16, "Compute jobs waiting for the device, all sessions together", "jobs")
+    session_max_age: float = _field(2 * 3600.0, "A session folder idle this long is deleted", "s")
+    sweep_seconds: float = _field(600.0, "How often idle session folders are looked for", "s")
+    cache_max_age: float = _field(1800.0, "Gradio's copies of outputs (meshes, snapshots, downloads) "
+                                  "are deleted after", "s")
+    cache_sweep_seconds: float = _field(600.0, "How often Gradio's cache is swept", "s")
+
+    @classmethod
+    def public(cls) -> "Limits":
+        """The bounds of a public Space."""
+        return cls()
+
+    @classmethod
+    def local(cls) -> "Limits":
+        """A workstation: no wall-time limit, a few jobs per session; memory bounds as on a Space."""
+        return cls(max_request_seconds=None, jobs_per_session=4, session_max_age=6 * 3600.0)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> "Limits":
+        """Public bounds when SPACE_ID is set, else local ones; DIFFCD_SPACE_* variables override."""
+        environ = os.environ if environ is None else environ
+        base = cls.public() if environ.get("SPACE_ID") else cls.local()
+        changes = {}
+        for field in dataclasses.fields(cls):
+            name = ENV_PREFIX + field.name.upper()
+            raw = environ.get(name)
+            if raw is None and field.name in _LEGACY_NAMES:
+                name, raw = _LEGACY_NAMES[field.name], environ.get(_LEGACY_NAMES[field.name])
+            if raw is None:
+                continue
+            changes[field.name] = _parse(field, raw.strip(), name)
+        return dataclasses.replace(base, **changes)
+
+    def with_changes(self, **changes) -> "Limits":
+        return dataclasses.replace(self, **changes)
+
+    def input_limits(self):
+        """These bounds as diffcd.io.InputLimits (None with a library that has no such bounds)."""
+        from diffcd import io
+
+        cls = getattr(io, "InputLimits", None)
+        return None if cls is None else cls(max_file_bytes=self.max_upload_bytes,
+                                            max_decoded_bytes=self.max_decoded_bytes)
+
+    def network_limits(self):
+        """These bounds as diffcd.export.NetworkLimits (None with a library that has no such bounds)."""
+        from diffcd import export
+
+        cls = getattr(export, "NetworkLimits", None)
+        return None if cls is None else cls(max_parameters=self.max_network_parameters,
+                                            max_width=self.max_network_width,
+                                            max_hidden_layers=self.max_network_depth,
+                                            max_sine_omega=self.max_sine_omega)
+
+
+def _parse(field: dataclasses.Field, raw: str, name: str):
+    optional = "None" in str(field.type)
+    if optional and raw.lower() in _OFF:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number.") from None
+    if value < 0 or (value == 0 and not optional):
+        raise ValueError(f"{name} must be positive (got {raw}).")
+    return int(value) if "int" in str(field.type) and value == int(value) else value
+
+
+def _format(value, unit: str) -> str:
+    if value is None:
+        return "none"
+    if unit == "bytes":
+        return f"{value:,} ({value / 1e6:g} MB)"
+    if unit == "s":
+        text = f"{value:,.0f} s"
+        return f"{text} ({value / 60:g} min)" if value >= 60 else text
+    if isinstance(value, float) and value == int(value) and unit not in ("",):
+        value = int(value)
+    return f"{value:,}" + (f" {unit}" if unit else "") if not isinstance(value, float) else f"{value:g}"
+
+
+def markdown_table(limits: Limits | None = None) -> str:
+    """The bounds as a Markdown table: what, public value, local value, variable that overrides it."""
+    public, local = limits or Limits.public(), Limits.local()
+    lines = ["| Bound | On a Space | Locally | Override |", "| --- | --- | --- | --- |"]
+    for field in dataclasses.fields(Limits):
+        unit = field.metadata["unit"]
+        lines.append(f"| {field.metadata['doc']} | {_format(getattr(public, field.name), unit)} | "
+                     f"{_format(getattr(local, field.name), unit)} | `{ENV_PREFIX}{field.name.upper()}` |")
+    return "\n".join(lines)
