@@ -73,7 +73,7 @@ class FitTab(AppContext):
         """Progress of a fit trained in a worker thread (at most two updates a second), then the done event."""
         return train(fitter, folder=folder, snapshot_seconds=preset.snapshot_seconds,
                      snapshot_resolution=preset.snapshot_resolution, should_stop=should_stop,
-                     max_faces=self.limits.max_mesh_faces)
+                     max_faces=self.limits.max_mesh_faces, ui_interval=min(0.5, preset.snapshot_seconds))
 
     def _training_stop(self, stopped, budget: Budget):
         """Stop training on Stop, a closed tab, or once the fit's share of the time limit is used."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -82,12 +84,21 @@ def metrics_table(summary: dict, units: str = "") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "value", "what it says"])
 
 
-def mesh_files(mesh: trimesh.Trimesh, folder: Path, name: str) -> list[Path]:
-    """The mesh as name.glb (what the viewer shows), name.ply and name.obj; GLB first."""
+def mesh_files(mesh: trimesh.Trimesh, folder: Path, name: str, *, ply_from: Path | None = None) -> list[Path]:
+    """The mesh as name.glb (what the viewer shows), name.ply and name.obj, each written once; GLB first.
+
+    With `ply_from` (the same mesh already saved as PLY), name.ply is a link to it, not a copy."""
     glb = viewer.mesh_glb(mesh, folder / f"{name}.glb")
     ply, obj = folder / f"{name}.ply", folder / f"{name}.obj"
-    mesh.export(ply)
-    obj.write_text(mesh.export(file_type="obj"))
+    if ply_from is not None and ply_from != ply:
+        ply.unlink(missing_ok=True)
+        try:
+            os.link(ply_from, ply)
+        except OSError:
+            shutil.copyfile(ply_from, ply)
+    elif ply_from is None:
+        mesh.export(ply)
+    mesh.export(obj, file_type="obj")
     return [glb, ply, obj]
 
 
@@ -105,7 +116,8 @@ def run_downloads(run_dir: Path, name: str) -> tuple[str | None, list[str]]:
     """(the GLB the viewer shows, the download files): the shown GLB is the downloaded one."""
     files: list[Path] = []
     if (run_dir / "mesh.ply").is_file():
-        files = mesh_files(trimesh.load(run_dir / "mesh.ply", process=False), run_dir, name)
+        files = mesh_files(trimesh.load(run_dir / "mesh.ply", process=False), run_dir, name,
+                           ply_from=run_dir / "mesh.ply")
     files.append(checkpoint_zip(run_dir, name, EXPORT_FILES))
     return (str(files[0]) if len(files) > 1 else None), [str(f) for f in files]
 

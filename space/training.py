@@ -116,28 +116,27 @@ def train(fitter: Fitter, *, folder: Path, snapshot_seconds: float, snapshot_res
         last_sent = 0.0
         latest = None
         while True:
-            timeout = max(0.0, ui_interval - (time.monotonic() - last_sent))
+            # nothing unsent: wait for the next event; else until the next update may go out
+            timeout = 1.0 if latest is None else max(0.0, ui_interval - (time.monotonic() - last_sent))
             try:
-                kind, item = events.get(timeout=timeout)
+                kind, item = events.get(timeout=timeout) if timeout > 0 else events.get_nowait()
             except queue.Empty:
                 kind, item = "tick", None
             if kind == "error":
                 raise item
-            if kind == "event":
+            pending = [(kind, item)] if kind == "event" else []
+            while not events.empty():  # coalesce what has piled up
+                pending.append(events.get_nowait())
+            for kind, item in pending:
+                if kind == "error":
+                    raise item
                 seen += 1
-                latest = item
                 if item.done:
+                    if latest is not None:  # the last chunk's numbers, then the end
+                        yield Progress(latest, snapshots.take(), seen - 1)
                     yield Progress(item, snapshots.take(), seen)
                     return
-                while not events.empty():  # coalesce what has piled up
-                    kind, item = events.get_nowait()
-                    if kind == "error":
-                        raise item
-                    seen += 1
-                    latest = item
-                    if item.done:
-                        yield Progress(item, snapshots.take(), seen)
-                        return
+                latest = item
             if latest is not None and time.monotonic() - last_sent >= ui_interval:
                 last_sent = time.monotonic()
                 yield Progress(latest, snapshots.take(), seen)
