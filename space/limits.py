@@ -45,8 +45,8 @@ class Limits:
         600.0, "Wall-time limit of every compute request (fit with its final mesh, a whole comparison, "
         "re-mesh, pull and mesh), counted from when it gets the device", "s")
     fit_share: float = _field(0.8, "Share of that limit a fit may train before it is stopped and meshed", "")
-    jobs_per_session: int = _field(1, "Compute jobs one session may have waiting or running", "jobs")
-    max_waiting_jobs: int = _field(16, "Compute jobs waiting for the device, all sessions together", "jobs")
+    jobs_per_session: int = _field(1, "Compute jobs one session may have waiting or running", "")
+    max_waiting_jobs: int = _field(16, "Compute jobs waiting for the device, all sessions together", "")
     session_max_age: float = _field(2 * 3600.0, "A session folder idle this long is deleted", "s")
     sweep_seconds: float = _field(600.0, "How often idle session folders are looked for", "s")
     cache_max_age: float = _field(1800.0, "Gradio's copies of outputs (meshes, snapshots, downloads) "
@@ -121,6 +121,8 @@ def _format(value, unit: str) -> str:
         return f"{value:,} ({value / 1e6:g} MB)"
     if unit == "s":
         text = f"{value:,.0f} s"
+        if value >= 3600:
+            return f"{text} ({value / 3600:g} h)"
         return f"{text} ({value / 60:g} min)" if value >= 60 else text
     if isinstance(value, float) and value == int(value) and unit not in ("",):
         value = int(value)

@@ -206,7 +206,7 @@ def test_the_time_budget_counts_from_when_the_job_gets_the_device():
 def test_stop_is_served_at_once_while_the_line_is_full(app_server, client):
     _, demo = app_server
     line = demo.diffcd_handlers.line
-    held = [line.enter(f"holder-{i}", "fit") for i in range(line.max_waiting + 1)]
+    held = [line.enter(f"holder-{i}", "fit") for i in range(line.max_waiting)]
     for ticket in held:
         ticket.__enter__()
     try:
