@@ -1,0 +1,333 @@
+"""Load and fault test of the app (issue 8): concurrent gradio_client sessions, well-behaved and
+hostile, on one app and one loopback Hub, bounded in time, loopback only.
+
+    python -m benchmarks.load_fault                 # 8 sessions; writes benchmarks/results/load-fault-cpu.{md,json}
+    python -m benchmarks.load_fault --sessions 3 --no-write   # the small variant the test suite runs
+
+Each well-behaved session uploads its own cloud (a sphere of its own radius), previews it, fits it
+with a tiny network, re-meshes, pushes to its own repo and pulls it back; one of them stops its
+fit. Hostile sessions send crafted heartbeat session ids (item 1), an oversize upload and an .npz
+that decompresses to far more than it weighs (item 2), a deeply nested pulled config (items 3
+and 6), a second fit while one waits (item 4) and a fit that would run for hours (the time limit).
+The script reports requests served, errors by kind, peak RSS, the longest wait, and checks that
+every well-behaved session got its own correct result, that no session could read another's
+files, and that peak memory stayed under the stated bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_HOME = tempfile.mkdtemp(prefix="diffcd-loadfault-hf-")
+os.environ["HF_HOME"] = _HOME  # no stored login, a cache of its own
+os.environ.pop("HF_TOKEN", None)
+
+import numpy as np  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TOKEN, USER = "hf_loadfault_SECRET_token_5521", "loadtester"
+PEAK_RSS_BOUND_MB = 4000
+"""The stated bound on the app process's peak resident memory during the run."""
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _tiny_preset():
+    from space.presets import AppPreset
+
+    return AppPreset(name="load-tiny", base="cpu-quick", description="Load test: 2×32, 40 steps.", steps=40,
+                     network={"hidden_layers": 2, "width": 32, "skip_layers": ()}, resolution=32,
+                     batch_size=500, snapshot_resolution=16, snapshot_seconds=1.0, eval_samples=1000)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Recorder:
+    """Requests served, errors by kind, waits; thread-safe."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.served = Counter()
+        self.errors = Counter()
+        self.longest_wait = 0.0
+        self.failures: list[str] = []
+
+    def call(self, name: str, function, *args, expect_error: str | None = None, **kwargs):
+        from gradio_client.exceptions import AppError
+
+        start = time.monotonic()
+        try:
+            result = function(*args, **kwargs)
+        except AppError as error:
+            message = str(error)
+            with self.lock:
+                self.errors[_kind(message)] += 1
+                self.longest_wait = max(self.longest_wait, time.monotonic() - start)
+                if expect_error is None:
+                    self.failures.append(f"{name}: unexpected error: {message[:200]}")
+                elif expect_error.lower() not in message.lower():
+                    self.failures.append(f"{name}: expected an error about {expect_error!r}, got {message[:200]}")
+                if not message.strip().endswith((".", ")")) or message.strip() in ("Error", "None"):
+                    self.failures.append(f"{name}: the error is not a sentence: {message[:200]!r}")
+            return None
+        with self.lock:
+            self.served[name] += 1
+            self.longest_wait = max(self.longest_wait, time.monotonic() - start)
+            if expect_error is not None:
+                self.failures.append(f"{name}: expected an error about {expect_error!r}, it succeeded")
+        return result
+
+    def check(self, condition: bool, what: str) -> None:
+        if not condition:
+            with self.lock:
+                self.failures.append(what)
+
+
+def _kind(message: str) -> str:
+    text = message.lower()
+    for words, kind in (("queue is full", "queue full"), ("already has", "one job per session"),
+                        ("limit", "over a limit"), ("disk", "disk full"), ("memory", "out of memory"),
+                        ("nested", "nested file"), ("not a diffcd", "not a checkpoint"),
+                        ("cannot reach", "hub unreachable"), ("unexpected", "unexpected")):
+        if words in text:
+            return kind
+    return "other"
+
+
+def _well_behaved(index: int, url: str, work: Path, rec: Recorder, stop_midway: bool) -> None:
+    from gradio_client import Client, handle_file
+    from trimesh import load as load_mesh
+
+    client = Client(url, verbose=False, analytics_enabled=False, download_files=str(work / f"dl-{index}"))
+    radius = 0.5 + 0.25 * index
+    rng = np.random.default_rng(index)
+    points = rng.normal(size=(3000, 3))
+    points = radius * points / np.linalg.norm(points, axis=1, keepdims=True)
+    cloud = work / f"session-{index}.npy"
+    np.save(cloud, points.astype(np.float32))
+    rec.call("preview_cloud", client.predict, cloud=handle_file(str(cloud)), api_name="/preview_cloud")
+    steps = 4000 if stop_midway else None
+    job = client.submit(cloud=handle_file(str(cloud)), example=None, method="igr", preset="load-tiny",
+                        steps=steps, api_name="/fit")
+    if stop_midway:
+        while job.status().code.name not in ("PROCESSING", "ITERATING", "FINISHED"):
+            time.sleep(0.2)
+        time.sleep(2.0)
+        rec.call("stop", client.predict, api_name="/stop")
+    start = time.monotonic()
+    try:
+        outputs = job.outputs() if job.result() is not None else []
+    except Exception as error:  # noqa: BLE001
+        rec.failures.append(f"session {index}: /fit failed: {str(error)[:200]}")
+        return
+    with rec.lock:
+        rec.served["fit"] += 1
+        rec.longest_wait = max(rec.longest_wait, time.monotonic() - start)
+    surface, _, status, progress, *_ = outputs[-1]
+    if stop_midway:
+        rec.check(progress.get("stage") == "cancelled", f"session {index}: Stop did not stop its fit ({status[:80]})")
+    mesh = load_mesh(surface, force="mesh")
+    extent = float(np.ptp(mesh.vertices, axis=0).max())
+    rec.check(abs(extent - 2 * radius) < 0.35 * 2 * radius,
+              f"session {index}: its mesh is {extent:.2f} across, its own sphere {2 * radius:.2f} (another's result?)")
+    remeshed = rec.call("extract_mesh", client.predict, resolution=24, api_name="/extract_mesh")
+    if remeshed:
+        rec.check(f"{cloud.stem}-igr" in remeshed[2], f"session {index}: re-mesh named another model: {remeshed[2][:80]}")
+    repo = f"{USER}/load-{index}"
+    pushed = rec.call("push_checkpoint", client.predict, repo_id=repo, token=TOKEN, private=False,
+                      include_cloud=False, api_name="/push_checkpoint")
+    if pushed:
+        pulled = rec.call("pull_checkpoint", client.predict, repo_id=repo, revision=None, resolution=24,
+                          token=None, api_name="/pull_checkpoint")
+        if pulled:
+            rec.check(repo in pulled[1], f"session {index}: pulled the wrong repo")
+    # another session's folder through Gradio's file route: refused
+    import httpx
+
+    root = Path(surface).parent
+    answer = httpx.get(f"{url}gradio_api/file={work / 'sessions'}", timeout=10)
+    rec.check(answer.status_code >= 400, f"session {index}: the session root was served ({answer.status_code})")
+    del root
+
+
+def _hostile(url: str, work: Path, rec: Recorder, hub_url: str) -> None:
+    import httpx
+    from gradio_client import Client, handle_file
+
+    # item 1: crafted session ids at the heartbeat, then drop the connection
+    for session in ("!!!", "..", "_shared", "x" * 3000):
+        try:
+            with httpx.stream("GET", f"{url}gradio_api/heartbeat/{session}", timeout=5) as answer:
+                next(answer.iter_bytes(), None)
+        except httpx.HTTPError:
+            pass
+        rec.served["hostile heartbeat"] += 1
+    client = Client(url, verbose=False, analytics_enabled=False, download_files=str(work / "dl-hostile"))
+    # item 2: a file over the upload bound, and an .npz bomb (tiny on disk, huge decoded)
+    big = work / "big.xyz"
+    big.write_text("0 0 0\n" * 400_000)  # 2.4 MB, over the benchmark's 2 MB bound
+    rec.call("oversize upload", client.predict, cloud=handle_file(str(big)), api_name="/preview_cloud",
+             expect_error="limit")
+    bomb = work / "bomb.npz"
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((25_000_000, 3), np.float32))  # 300 MB of zeros
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("points.npy", buffer.getvalue())
+    del buffer
+    rec.call("npz bomb", client.predict, cloud=handle_file(str(bomb)), api_name="/preview_cloud", expect_error="")
+    # items 3 and 6: a pulled config nested thousands deep
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=hub_url, token=TOKEN)
+    api.create_repo(f"{USER}/nested", exist_ok=True)
+    api.upload_file(path_or_fileobj=("[" * 50_000 + "]" * 50_000).encode(), path_in_repo="config.json",
+                    repo_id=f"{USER}/nested")
+    api.upload_file(path_or_fileobj=b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ", path_in_repo="model.safetensors",
+                    repo_id=f"{USER}/nested")
+    rec.call("hostile pull", client.predict, repo_id=f"{USER}/nested", revision=None, resolution=24, token=None,
+             api_name="/pull_checkpoint", expect_error="")
+    # item 4: hours of training are cut at the time limit; a second fit meanwhile is refused
+    job = client.submit(cloud=None, example="sphere", method="igr", preset="load-tiny", steps=200_000,
+                        api_name="/fit")
+    time.sleep(1.0)
+    rec.call("second fit of one session", client.predict, cloud=None, example="sphere", method="igr",
+             preset="load-tiny", api_name="/fit", expect_error="already has")
+    start = time.monotonic()
+    try:
+        outputs = job.outputs() if job.result() is not None else []
+        stage = outputs[-1][3].get("stage") if outputs else None
+        rec.check(stage == "cancelled", f"the 200,000-step fit was not cut at the time limit (stage {stage})")
+        rec.served["fit past the time limit"] += 1
+    except Exception as error:  # noqa: BLE001
+        rec.failures.append(f"the long fit failed instead of stopping at the limit: {str(error)[:200]}")
+    rec.longest_wait = max(rec.longest_wait, time.monotonic() - start)
+
+
+def run(sessions: int = 8, time_limit: float = 40.0, write: bool = True) -> dict:
+    from hub.devserver import HubServer
+    from space import QUEUE_MAX_SIZE, build_app, launch_options
+    from space.limits import Limits
+
+    work = Path(tempfile.mkdtemp(prefix="diffcd-loadfault-"))
+    hub = HubServer({TOKEN: USER})
+    hub.start()
+    preset = _tiny_preset()
+    limits = Limits.public().with_changes(max_request_seconds=time_limit, max_upload_bytes=2_000_000,
+                                          max_decoded_bytes=64_000_000, max_waiting_jobs=2 * sessions)
+    demo = build_app(extra_presets={preset.name: preset}, default_preset=preset.name, hub_endpoint=hub.url,
+                     session_root=work / "sessions", limits=limits)
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **launch_options(limits))
+    url = f"http://127.0.0.1:{port}/"
+    rec = Recorder()
+    start = time.monotonic()
+    rss_before = _peak_rss_mb()
+    threads = [threading.Thread(target=_well_behaved, args=(i, url, work, rec, i == 1), daemon=True)
+               for i in range(max(1, sessions - 1))]
+    threads.append(threading.Thread(target=_hostile, args=(url, work, rec, hub.url), daemon=True))
+    for thread in threads:
+        thread.start()
+    deadline = start + 60 + 30 * sessions + 2 * time_limit
+    for thread in threads:
+        thread.join(max(1.0, deadline - time.monotonic()))
+    hung = sum(thread.is_alive() for thread in threads)
+    rec.check(hung == 0, f"{hung} sessions did not finish within the run's time bound")
+    store = demo.diffcd_handlers.store
+    rec.check(store.root.is_dir() and (store.root / "_shared").is_dir(),
+              "the session root or the shared folder was deleted by a hostile session id")
+    peak = _peak_rss_mb()
+    rec.check(peak < PEAK_RSS_BOUND_MB, f"peak RSS {peak:.0f} MB over the bound of {PEAK_RSS_BOUND_MB} MB")
+    demo.close()
+    hub.stop()
+    report = {
+        "sessions": sessions, "well_behaved": max(1, sessions - 1), "hostile": 1,
+        "seconds": round(time.monotonic() - start, 1),
+        "requests_served": dict(rec.served), "errors_by_kind": dict(rec.errors),
+        "peak_rss_mb": round(peak, 1), "rss_before_mb": round(rss_before, 1),
+        "peak_rss_bound_mb": PEAK_RSS_BOUND_MB, "longest_wait_seconds": round(rec.longest_wait, 1),
+        "time_limit_seconds": time_limit, "failures": rec.failures, "passed": not rec.failures,
+    }
+    if write:
+        _write(report)
+    return report
+
+
+def _write(report: dict) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "load-fault-cpu.json").write_text(json.dumps(report, indent=2) + "\n")
+    served = "\n".join(f"| {k} | {v} |" for k, v in sorted(report["requests_served"].items()))
+    errors = "\n".join(f"| {k} | {v} |" for k, v in sorted(report["errors_by_kind"].items())) or "| none | 0 |"
+    failures = "\n".join(f"- {f}" for f in report["failures"]) or "- none"
+    (RESULTS / "load-fault-cpu.md").write_text(f"""# Load and fault test (CPU)
+
+`python -m benchmarks.load_fault` on two shared CPU cores (timings disturbed by other work on the
+machine): one app, one loopback Hub, {report['sessions']} concurrent `gradio_client` sessions
+({report['well_behaved']} well-behaved: upload, preview, tiny fit, re-mesh, push, pull, one of them
+pressing Stop; 1 hostile: crafted heartbeat session ids, an oversize upload, an .npz bomb, a deeply
+nested pulled config, a second fit while one runs, a 200,000-step fit against the
+{report['time_limit_seconds']:g} s limit).
+
+| figure | value |
+| --- | --- |
+| wall time | {report['seconds']} s |
+| peak RSS of the app process | {report['peak_rss_mb']} MB (bound {report['peak_rss_bound_mb']} MB; {report['rss_before_mb']} MB before the sessions) |
+| longest wait for one request | {report['longest_wait_seconds']} s |
+| checks | {'all passed' if report['passed'] else 'FAILED'} |
+
+Requests served:
+
+| request | served |
+| --- | --- |
+{served}
+
+Errors by kind (all expected: each is a hostile request refused with a sentence):
+
+| kind | count |
+| --- | --- |
+{errors}
+
+Failed checks:
+
+{failures}
+""")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--time-limit", type=float, default=40.0)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    report = run(args.sessions, args.time_limit, write=not args.no_write)
+    print(json.dumps(report, indent=2))
+    return 0 if report["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
