@@ -22,8 +22,8 @@ def _handlers(tmp_path, hub_endpoint=None):
                     limits=Limits.local(), hub_endpoint=hub_endpoint)
 
 
-def _fit(handlers, session):
-    *_, last = handlers.fit(**fit_args(method="igr", steps=20), request=SimpleNamespace(session_hash=session))
+def _fit(handlers, session, seed=0):
+    *_, last = handlers.fit(**fit_args(method="igr", steps=20, seed=seed), request=SimpleNamespace(session_hash=session))
     return last[-1]
 
 
@@ -56,9 +56,10 @@ def test_a_hub_that_dies_mid_push_commits_nothing_and_says_so(tmp_path, dying_hu
     first, _ = handlers.push_checkpoint(f"{USER}/fragile", token=TOKEN, current=state)
     api = HfApi(endpoint=dying_hub.url, token=TOKEN)
     before = api.model_info(f"{USER}/fragile").sha
+    changed = _fit(handlers, "pusher-2", seed=1)  # another model: the push has files to commit
     dying_hub.dying = True
     with pytest.raises(gr.Error) as info:
-        handlers.push_checkpoint(f"{USER}/fragile", token=TOKEN, current=state)
+        handlers.push_checkpoint(f"{USER}/fragile", token=TOKEN, current=changed)
     message = info.value.message
     assert "fragile" in message and message.endswith(".") and TOKEN not in message
     dying_hub.dying = False
