@@ -335,8 +335,9 @@ class Handlers:
         """Fit a signed distance function to a point cloud, streaming progress as it trains.
 
         Args:
-            cloud: a point cloud file (.npy .npz .xyz .txt .pts .ply .obj .off .stl); when given
-                it is used instead of `example`.
+            cloud: a point cloud file (.npy .npz .xyz .txt .pts .ply .obj .off .stl), uploaded or
+                given as an http(s) URL (at most 100 MB, downloaded within 30 s); when given it is
+                used instead of `example`.
             example: a built-in example id (e.g. "torus"), used when `cloud` is empty.
             method: "diffcd", "igr", "neural-pull" or "siren".
             preset: a fit size: "cpu-quick", "gpu-demo", "paper" (see the preset dropdown).
@@ -458,7 +459,8 @@ class Handlers:
         supports shows up red.
 
         Args:
-            cloud: a point cloud file; when given it is used instead of `example`.
+            cloud: a point cloud file, uploaded or given as an http(s) URL; when given it is used
+                instead of `example`.
             example: a built-in example id, used when `cloud` is empty.
             methods: two to four of "diffcd", "igr", "neural-pull", "siren".
             preset: a fit size (see the preset dropdown).

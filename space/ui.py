@@ -9,10 +9,11 @@ import gradio as gr
 import jax
 
 from diffcd import METHODS
-from space import viewer
+from space import mcp, viewer
 from space.examples import list_examples
 from space.handlers import MAX_VIEWERS, Handlers
 from space.presets import AppPreset, default_preset_name, library_presets
+from space.remote import BoundedFile  # hfconv: gr.File whose URL inputs are bounded (MCP, API)
 from space.sessions import SessionStore
 from space.validation import MAX_RESOLUTION, MIN_RESOLUTION
 
@@ -58,7 +59,7 @@ def _cloud_inputs(handlers: Handlers, prefix: str, examples, default_example: st
     preview_value, info_value = (handlers.example_preview(default_example) if default_example else (None, ""))
     example = gr.Dropdown(example_choices, value=default_example, label="Example cloud",
                           info="Built-in clouds with ground-truth meshes.", elem_id=f"{prefix}-example")
-    upload = gr.File(label="…or upload a point cloud", file_types=[
+    upload = BoundedFile(label="…or upload a point cloud", file_types=[
         ".npy", ".npz", ".xyz", ".txt", ".pts", ".ply", ".obj", ".off", ".stl"],
         type="filepath", height=110, elem_id=f"{prefix}-upload")
     preview = gr.Model3D(value=preview_value, label="Input cloud", height=280, interactive=False,
@@ -161,7 +162,7 @@ def build_app(
                                                               label="Mesh resolution")
                                 remesh_button = gr.Button("Extract mesh")
                             with gr.Row():
-                                gt_upload = gr.File(label="Ground-truth mesh (optional for examples)",
+                                gt_upload = BoundedFile(label="Ground-truth mesh (optional for examples)",
                                                     file_types=[".ply", ".obj", ".off", ".stl", ".glb"],
                                                     type="filepath", height=110)
                                 evaluate_button = gr.Button("Evaluate")
@@ -279,9 +280,10 @@ def build_app(
         demo.unload(handlers.close_session)
         demo.load(handlers.sweep_sessions, None, None, api_visibility="private", queue=False)
     demo.diffcd_handlers = handlers  # for tests and for app.py's launch
+    mcp.prepare_tools(demo)  # hfconv: one-line Args for MCP descriptions; session tools off the MCP list
     return demo
 
 
 def launch_options() -> dict:
-    """Keyword arguments for demo.launch(): upload size cap and the page's CSS."""
-    return {"max_file_size": MAX_FILE_SIZE, "css": CSS}
+    """Keyword arguments for demo.launch(): upload size cap, the page's CSS, the MCP server switch."""
+    return {"max_file_size": MAX_FILE_SIZE, "css": CSS, **mcp.launch_option()}
