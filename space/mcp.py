@@ -4,7 +4,7 @@ Gradio serves it at /gradio_api/mcp/ (streamable HTTP) when launched with mcp_se
 the `gradio[mcp]` extra (mcp<2) is installed. Each public, named endpoint becomes a tool named
 after its function; the description is the function's docstring and each parameter is described
 from its `Args:` entry. A file parameter takes an http(s) URL (downloaded by space.remote with
-the upload's size and time bounds) or a base64 data URL; output files come back as URLs.
+the upload's size and time bounds); output files come back as URLs.
 
 MCP callers go through the same endpoints, queue, validation and limits as the page and
 gradio_client: nothing is different for them except that Gradio's MCP server does not carry a
