@@ -225,3 +225,50 @@ def test_overlay_glb_has_the_surface_and_the_cloud_in_another_colour(tmp_path):
     # a pulled model has no cloud: the plain surface, no failure
     assert surface_view(True, {"mesh": str(mesh_path), "cloud": None}).endswith("-surface.glb")
     assert isinstance(surface_view(True, None), dict)  # no model yet: the viewer is left alone
+
+
+# ----------------------------------------------------------------------------- MCP switch
+
+
+@pytest.mark.parametrize("space, switch, expected", [
+    (None, None, False),          # locally: off
+    ("a/b", None, True),          # in a Space: on
+    ("a/b", "0", False),          # switched off in a Space
+    (None, "1", True),            # switched on locally
+])
+def test_the_mcp_server_is_on_in_a_space_and_switchable(monkeypatch, space, switch, expected):
+    from space import mcp
+
+    for name, value in (("SPACE_ID", space), (mcp.MCP_ENV, switch)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    monkeypatch.setattr(mcp, "mcp_available", lambda: True)
+    assert mcp.launch_option() == {"mcp_server": expected}
+    monkeypatch.setattr(mcp, "mcp_available", lambda: False)  # mcp 2.x or no extra: off, with a warning
+    assert mcp.mcp_enabled() is False
+
+
+def test_wrapped_docstring_entries_become_one_line_each():
+    from gradio.utils import get_function_description
+
+    from space.mcp import one_line_entries
+
+    def tool(cloud, steps):
+        """Do a thing.
+
+        Args:
+            cloud: a point cloud file, uploaded or
+                given as a URL: used first.
+            steps: how many.
+
+        Returns:
+            A mesh,
+            and a table.
+        """
+
+    tool.__doc__ = one_line_entries(tool.__doc__)
+    description, parameters, returns = get_function_description(tool)
+    assert parameters == {"cloud": "a point cloud file, uploaded or given as a URL: used first.", "steps": "how many."}
+    assert returns == ["A mesh, and a table."] and description == "Do a thing."
