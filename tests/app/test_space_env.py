@@ -6,7 +6,6 @@ No browser and no fit: the pieces are called directly, with the Space's environm
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
