@@ -96,7 +96,7 @@ def test_featured_list_degrades_quietly_without_a_hub(page, app_url, monkeypatch
     assert page.locator(".toast-body").count() == 0, "no error popup on page load"
 
 
-def test_the_cloud_over_the_fitted_surface(page, app_url):
+def test_the_cloud_over_the_fitted_surface(page, app_url, tmp_path_factory):
     page.goto(app_url)
     page.wait_for_selector("#fit-example input", timeout=60_000)
     page.locator("#fit-example input").click()
@@ -117,6 +117,9 @@ def test_the_cloud_over_the_fitted_surface(page, app_url):
         after = _orange_pixels(page, canvas)
     assert any(url.endswith("-overlay.glb") for url in page.requests_seen)
     assert before < 50 and after >= 200, f"orange cloud pixels: {before} before, {after} after the toggle"
+    shot = tmp_path_factory.mktemp("screenshots") / "overlay.png"
+    page.locator("#fit-surface-view").screenshot(path=str(shot))
+    print(f"\nscreenshot of the cloud over the surface: {shot}")
 
     page.click("#fit-overlay input")  # off again: the plain surface
     deadline = time.time() + 60
