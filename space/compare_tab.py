@@ -51,7 +51,8 @@ class CompareTab(FitTab):
         supports shows up red.
 
         Args:
-            cloud: a point cloud file; when given it is used instead of `example`.
+            cloud: a point cloud file, uploaded or given as an http(s) URL; when given it is used
+                instead of `example`.
             example: a built-in example id, used when `cloud` is empty.
             methods: two to four of "diffcd", "igr", "neural-pull", "siren".
             preset: a fit size (see the preset dropdown).

@@ -123,8 +123,9 @@ class FitTab(AppContext):
         """Fit a signed distance function to a point cloud, streaming progress as it trains.
 
         Args:
-            cloud: a point cloud file (.npy .npz .xyz .txt .pts .ply .obj .off .stl); when given
-                it is used instead of `example`.
+            cloud: a point cloud file (.npy .npz .xyz .txt .pts .ply .obj .off .stl), uploaded or
+                given as an http(s) URL (at most 100 MB, downloaded within 30 s); when given it is
+                used instead of `example`.
             example: a built-in example id (e.g. "torus"), used when `cloud` is empty.
             method: "diffcd", "igr", "neural-pull" or "siren".
             preset: a fit size: "cpu-quick", "gpu-demo", "paper" (see the preset dropdown).

@@ -9,11 +9,13 @@ import gradio as gr
 import jax
 
 from diffcd import METHODS
-from space import viewer
+from space import mcp, overlay, runtime, viewer
 from space.examples import list_examples
+from space.featured import FeaturedCheckpoints, page_load, row_repo
 from space.handlers import MAX_VIEWERS, Handlers
 from space.limits import Limits
 from space.presets import AppPreset, default_preset_name, library_presets
+from space.remote import BoundedFile  # hfconv: gr.File whose URL inputs are bounded (MCP, API)
 from space.sessions import SessionStore
 from space.validation import MAX_RESOLUTION, MIN_RESOLUTION
 
@@ -58,7 +60,7 @@ def _cloud_inputs(handlers: Handlers, prefix: str, examples, default_example: st
     preview_value, info_value = (handlers.example_preview(default_example) if default_example else (None, ""))
     example = gr.Dropdown(example_choices, value=default_example, label="Example cloud",
                           info="Built-in clouds with ground-truth meshes.", elem_id=f"{prefix}-example")
-    upload = gr.File(label="…or upload a point cloud", file_types=[
+    upload = BoundedFile(label="…or upload a point cloud", file_types=[
         ".npy", ".npz", ".xyz", ".txt", ".pts", ".ply", ".obj", ".off", ".stl"],
         type="filepath", height=110, elem_id=f"{prefix}-upload")
     preview = gr.Model3D(value=preview_value, label="Input cloud", height=280, interactive=False,
@@ -104,6 +106,7 @@ def build_app(
         running as a Space, local ones otherwise, DIFFCD_SPACE_* variables override).
     """
     gpu = jax.default_backend() == "gpu"
+    backend_problem = runtime.check_backend()  # hfconv: a GPU Space on the CPU says so (log + banner)
     presets = dict(presets or library_presets(gpu))
     presets.update(extra_presets or {})
     default_preset = default_preset or default_preset_name(presets, gpu)
@@ -120,6 +123,7 @@ def build_app(
     with gr.Blocks(title="DiffCD: neural implicit surfaces", delete_cache=(int(limits.cache_sweep_seconds), int(limits.cache_max_age)),
                    analytics_enabled=False) as demo:
         gr.Markdown(INTRO)
+        gr.HTML(runtime.banner_html(backend_problem), visible=bool(backend_problem), elem_id="gpu-banner")
         current = gr.State(None)
         with gr.Tabs():
             # ----------------------------------------------------------------------------- Fit
@@ -151,6 +155,8 @@ def build_app(
                                              elem_id="fit-status")
                         surface = gr.Model3D(label="Fitted surface (live snapshots, then the final mesh)",
                                              height=420, interactive=False, elem_id="fit-surface-view")
+                        show_cloud = gr.Checkbox(False, label="Show the input cloud over the surface (orange)",
+                                                 elem_id="fit-overlay")
                         losses = gr.LinePlot(None, x="step", y="log10 loss", color="term",
                                              title="Loss (log10)", height=240, elem_id="fit-loss")
                         metrics = gr.Dataframe(label="Metrics (in the cloud's units)", interactive=False,
@@ -163,7 +169,7 @@ def build_app(
                                                               label="Mesh resolution")
                                 remesh_button = gr.Button("Extract mesh")
                             with gr.Row():
-                                gt_upload = gr.File(label="Ground-truth mesh (optional for examples)",
+                                gt_upload = BoundedFile(label="Ground-truth mesh (optional for examples)",
                                                     file_types=[".ply", ".obj", ".off", ".stl", ".glb"],
                                                     type="filepath", height=110)
                                 evaluate_button = gr.Button("Evaluate")
@@ -213,6 +219,7 @@ def build_app(
                         list_button = gr.Button("List published diffcd checkpoints")
                         h_table = gr.Dataframe(label="Published checkpoints", interactive=False,
                                                elem_id="hub-checkpoints")
+                        h_featured = gr.Markdown("", elem_id="hub-featured-note")
                         h_pick = gr.Dropdown([], label="Pick one", elem_id="hub-pick")
                         h_repo = gr.Textbox(label="Repo id", placeholder="namespace/name", elem_id="hub-repo")
                         with gr.Row():
@@ -249,7 +256,8 @@ def build_app(
         check = {"api_visibility": "private", "concurrency_id": CHECKS, "concurrency_limit": 2}
         fit_button.click(handlers.check_fit, fit_inputs[:-1], None, **check) \
             .success(handlers.fit, fit_inputs, [surface, losses, status, progress, metrics, downloads, current],
-                     api_name="fit", **compute)
+                     api_name="fit", **compute) \
+            .success(overlay.after_result, [show_cloud, current], [surface], api_visibility="private")
         # Stop never waits: no queue from the page, and no concurrency limit for API callers.
         stop_button.click(handlers.stop, None, [status], api_name="stop", queue=False)
         compare_inputs = [c_upload, c_example, c_methods, c_preset, c_seed, c_steps]
@@ -259,13 +267,21 @@ def build_app(
         compare_stop.click(handlers.stop_compare, None, [c_status], api_name="stop_compare", queue=False)
         remesh_button.click(handlers.check_extract, [remesh_resolution, current], None, **check) \
             .success(handlers.extract_mesh, [remesh_resolution, current], [surface, downloads, status, current],
-                     api_name="extract_mesh", **compute)
+                     api_name="extract_mesh", **compute) \
+            .success(overlay.after_result, [show_cloud, current], [surface], api_visibility="private")
+        show_cloud.input(overlay.surface_view, [show_cloud, current], [surface], api_visibility="private",
+                         concurrency_limit=4)
         evaluate_button.click(handlers.evaluate, [gt_upload, current], [metrics], api_name="evaluate",
                               concurrency_limit=2)
         list_button.click(handlers.list_checkpoints, [h_author, h_search], [h_table], api_name="list_checkpoints",
                           concurrency_limit=4) \
             .success(handlers.checkpoint_choices, [h_table], [h_pick], api_visibility="private", queue=False)
         h_pick.input(lambda repo: repo, [h_pick], [h_repo], api_visibility="private", queue=False)
+        # hfconv: the Hub tab opens with the featured checkpoints; a row click picks one
+        featured = FeaturedCheckpoints(lambda author: handlers.list_checkpoints(author, ""))
+        demo.load(page_load(featured), None, [h_table, h_pick, h_repo, h_featured], api_visibility="private",
+                  queue=False)
+        h_table.select(row_repo, [h_table], [h_repo, h_pick], api_visibility="private", queue=False)
         pull_button.click(handlers.check_pull, [h_repo, h_revision, h_resolution], None, **check) \
             .success(handlers.pull_checkpoint, [h_repo, h_revision, h_resolution, h_token, current],
                      [h_view, h_info, h_downloads, h_status, current], api_name="pull_checkpoint", **compute)
@@ -284,10 +300,12 @@ def build_app(
         demo.unload(handlers.close_session)
         demo.load(handlers.sweep_sessions, None, None, api_visibility="private", queue=False)
     demo.diffcd_handlers = handlers  # for tests and for app.py's launch
+    mcp.prepare_tools(demo)  # hfconv: one-line Args for MCP descriptions; session tools off the MCP list
     return demo
 
 
 def launch_options(limits: Limits | None = None) -> dict:
-    """Keyword arguments for demo.launch(): upload size cap and the page's CSS."""
+    """Keyword arguments for demo.launch(): upload size cap, the page's CSS, the MCP server switch."""
     limits = limits or Limits.from_environment()
-    return {"max_file_size": limits.max_upload_bytes, "css": CSS}
+    return {"max_file_size": limits.max_upload_bytes, "css": CSS + viewer.EMPTY_TABLE_CSS,
+            **mcp.launch_option()}

@@ -22,6 +22,13 @@ from diffcd.runs import subsample
 PREVIEW_POINTS = 6000
 CLOUD_COLOUR = (37, 99, 235, 255)
 MESH_COLOUR = (165, 178, 200, 255)
+OVERLAY_CLOUD_COLOUR = (234, 88, 12, 255)
+"""Orange: the cloud drawn over the grey surface (blue would vanish in the viewer's shading)."""
+OVERLAY_GLYPH_SIZE = 0.003
+EMPTY_TABLE_CSS = """
+.table-container.no-rows .table-wrap, .table-container.no-rows .toolbar {display: none}
+"""
+"""A gr.Dataframe with no rows shows only its label (Gradio 6.31 draws a header row "1 2 3")."""
 GLYPH_SIZE = 0.004
 """Octahedron radius as a fraction of the cloud's longest side."""
 
@@ -57,16 +64,37 @@ def longest_side(points: np.ndarray) -> float:
     return float(extent.max()) if extent.size else 1.0
 
 
-def cloud_glb(points: np.ndarray, path: Path, *, max_points: int = PREVIEW_POINTS) -> Path:
-    """A GLB showing the cloud as small octahedra (one per point of a subsample)."""
+def _glyphs(points: np.ndarray, *, max_points: int, size: float, colour) -> trimesh.Trimesh:
+    """Small octahedra, one per point of a subsample, of radius size × the cloud's longest side."""
     shown = subsample(points, max_points).astype(np.float64)
-    radius = GLYPH_SIZE * max(longest_side(points), 1e-9)
+    radius = size * max(longest_side(points), 1e-9)
     n_vertices = len(_OCTAHEDRON_VERTICES)
     vertices = (shown[:, None, :] + radius * _OCTAHEDRON_VERTICES[None]).reshape(-1, 3)
     faces = (_OCTAHEDRON_FACES[None] + n_vertices * np.arange(len(shown))[:, None, None]).reshape(-1, 3)
     glyphs = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
-    glyphs.visual.vertex_colors = np.tile(CLOUD_COLOUR, (len(vertices), 1)).astype(np.uint8)
-    return _write_glb(glyphs, path)
+    glyphs.visual.vertex_colors = np.tile(colour, (len(vertices), 1)).astype(np.uint8)
+    return glyphs
+
+
+def cloud_glb(points: np.ndarray, path: Path, *, max_points: int = PREVIEW_POINTS) -> Path:
+    """A GLB showing the cloud as small octahedra (one per point of a subsample)."""
+    return _write_glb(_glyphs(points, max_points=max_points, size=GLYPH_SIZE, colour=CLOUD_COLOUR), path)
+
+
+def overlay_glb(mesh: trimesh.Trimesh, points: np.ndarray, path: Path, *,
+                max_points: int = PREVIEW_POINTS) -> Path:
+    """The mesh in its neutral grey with the input cloud over it as small orange glyphs.
+
+    Glyphs inside the surface are hidden by it and glyphs off the surface stand out, so one sees
+    where the surface leaves the data (and where data has no surface).
+    """
+    plain = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, process=False)
+    plain.visual.vertex_colors = np.tile(MESH_COLOUR, (len(plain.vertices), 1)).astype(np.uint8)
+    glyphs = _glyphs(points, max_points=max_points, size=OVERLAY_GLYPH_SIZE, colour=OVERLAY_CLOUD_COLOUR)
+    scene = trimesh.Scene()
+    scene.add_geometry(plain, geom_name="surface")
+    scene.add_geometry(glyphs, geom_name="cloud")
+    return _write_glb(scene, path)
 
 
 def mesh_glb(mesh: trimesh.Trimesh, path: Path) -> Path:

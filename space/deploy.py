@@ -1,0 +1,110 @@
+"""Deploy the app as a Hugging Face Space with GPU hardware, with JAX's CUDA build.
+
+    python -m space.deploy OUT_DIR [--push OWNER/NAME] [--private] [--hardware l4x1] [--token TOKEN]
+
+writes OUT_DIR, a folder that is the Space: app.py, the packages (diffcd/, hub/, space/), the
+built-in examples, README.md (its YAML header is the Space's configuration) and a requirements.txt
+that is space/requirements-space.txt, the runtime requirements with jax[cuda12] in place of the
+CPU build. A Space installs the requirements.txt at the root of its repo; this repository's own
+requirements.txt is the CPU build (for laptops and CI), so pushing the repository as it is would
+give a GPU Space that fits on the CPU (the app then says so in a banner). With --push it also
+creates the Space (Gradio SDK) if needed and uploads the folder in one commit (HF_ENDPOINT chooses
+the Hub, as for `python -m hub`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE_REQUIREMENTS = ROOT / "space" / "requirements-space.txt"
+FILES = ("app.py", "README.md", "LICENSE")
+PACKAGES = ("diffcd", "hub", "space")
+EXAMPLES = "examples"
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.partial")
+
+__all__ = ["write_space", "push_space", "main"]
+
+
+def space_requirements() -> str:
+    """requirements.txt of the Space: the CUDA build of JAX and everything else the app needs."""
+    lines = SPACE_REQUIREMENTS.read_text(encoding="utf-8").splitlines()
+    body = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not any(re.match(r"jax\[cuda\d+", line.replace(" ", "")) for line in body):
+        raise SystemExit(f"error: {SPACE_REQUIREMENTS} does not ask for jax[cuda12]; fix it before deploying")
+    header = ["# Written by `python -m space.deploy` from space/requirements-space.txt:",
+              "# the app's requirements with JAX's CUDA 12 build, for a Space with GPU hardware."]
+    return "\n".join(header + body) + "\n"
+
+
+def _readme(hardware: str | None) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    if hardware:
+        text, count = re.subn(r"(?m)^suggested_hardware:.*$", f"suggested_hardware: {hardware}", text, count=1)
+        if not count:
+            raise SystemExit("error: README.md has no suggested_hardware line in its YAML header")
+    return text
+
+
+def write_space(out: str | os.PathLike, *, hardware: str | None = None, overwrite: bool = False) -> Path:
+    """Write the Space folder; returns its path. Refuses a non-empty folder unless overwrite."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise SystemExit(f"error: {out} is not empty; choose a new folder or pass --overwrite")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        if (ROOT / name).is_file() and name != "README.md":
+            shutil.copy2(ROOT / name, out / name)
+    (out / "README.md").write_text(_readme(hardware), encoding="utf-8")
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, out / package, ignore=IGNORED)
+    shutil.copytree(ROOT / EXAMPLES, out / EXAMPLES, ignore=IGNORED)
+    (out / "requirements.txt").write_text(space_requirements(), encoding="utf-8")
+    return out
+
+
+def push_space(folder: str | os.PathLike, repo_id: str, *, private: bool = False, token: str | None = None,
+               endpoint: str | None = None) -> str:
+    """Create the Space (Gradio SDK) if missing and upload the folder in one commit; returns its URL."""
+    from huggingface_hub import HfApi
+
+    from hub._common import resolve_endpoint  # HF_ENDPOINT at call time; no Xet off huggingface.co
+
+    api = HfApi(endpoint=resolve_endpoint(endpoint), token=token)
+    url = api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="space",
+                      commit_message="Deploy diffcd (python -m space.deploy)")
+    return str(url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m space.deploy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", help="the folder to write the Space into (new or empty)")
+    parser.add_argument("--push", metavar="OWNER/NAME", help="also create and upload the Space OWNER/NAME")
+    parser.add_argument("--private", action="store_true", help="create the Space private")
+    parser.add_argument("--hardware", help="the suggested_hardware of the Space's README (default: as in README.md)")
+    parser.add_argument("--token", help="a Hub token with write access (default: HF_TOKEN or `hf auth login`)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the folder's contents")
+    args = parser.parse_args(argv)
+    folder = write_space(args.out, hardware=args.hardware, overwrite=args.overwrite)
+    print(f"wrote the Space to {folder} (requirements.txt with jax[cuda12])")
+    if args.push:
+        try:
+            url = push_space(folder, args.push, private=args.private, token=args.token)
+        except Exception as error:  # the Hub's answer, with the token scrubbed
+            message = str(error).replace(args.token, "***") if args.token else str(error)
+            print(f"error: pushing to {args.push} failed: {message}", file=sys.stderr)
+            return 2
+        print(f"pushed to {url}; pick GPU hardware in the Space's settings if it has none yet")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
