@@ -28,8 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT",
                       help="a run folder (python -m diffcd fit --out ...), an export folder, or its config.json")
     push.add_argument("repo_id", metavar="NAMESPACE/NAME", help="the repo to push to (created if missing)")
-    push.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps "
-                                                             "its visibility)")
+    push.add_argument("--private", action="store_true", help="create the repo private; refused, with nothing "
+                                                             "pushed, when a public repo of that name exists")
     push.add_argument("--revision", metavar="BRANCH", default=None,
                       help="commit to this branch, created from main if missing (default: main)")
     push.add_argument("--message", default=None, help="the commit message (default: 'Upload <method> SDF ...')")

@@ -10,8 +10,10 @@ import os
 
 try:
     from diffcd.errors import DiffCDError as _Base
+    from diffcd.errors import LimitError as _Limit
 except ImportError:  # the devserver and the error types work without the library
     _Base = Exception
+    _Limit = Exception
 
 __all__ = [
     "HubError",
@@ -20,6 +22,8 @@ __all__ = [
     "AuthError",
     "NotACheckpointError",
     "UploadError",
+    "LimitExceededError",
+    "VisibilityError",
     "remember_secret",
     "scrub",
     "translate",
@@ -76,6 +80,14 @@ class NotACheckpointError(HubError):
 
 class UploadError(HubError):
     """The Hub failed during a push; the remote repo was left as it was."""
+
+
+class LimitExceededError(HubError, _Limit):
+    """A repo's file, a pull's total or its network exceeds a bound; nothing too big was fetched."""
+
+
+class VisibilityError(HubError):
+    """A push asked for a private repo, but the existing repo is public (nothing was committed)."""
 
 
 def translate(exc: BaseException, repo_id: str, *, action: str, revision: str | None = None,
