@@ -88,12 +88,14 @@ def download_checkpoint(repo_id: str, *, revision: str | None = None, token: str
     if missing:
         raise NotACheckpointError(f"{repo_id} is not a diffcd checkpoint: it has no {' or '.join(missing)}.",
                                   repo_id=repo_id)
-    wanted = [name for name in names if name in sizes]
+    wanted = [name for name in names if name in sizes]  # config.json first
     _check_sizes(repo_id, {name: sizes[name] for name in wanted}, limits)
     from huggingface_hub import hf_hub_download
 
     folders = set()
     for name in wanted:
+        if name == WEIGHTS_FILE:  # the network is bounded from config.json before its weights are fetched
+            _check_network(folders, repo_id, info.sha, sizes[WEIGHTS_FILE], limits)
         try:  # by the asked revision, so that the cache records the branch or tag for offline use
             path = hf_hub_download(repo_id, name, revision=revision, token=token or False, endpoint=endpoint,
                                    cache_dir=cache_dir, force_download=force_download)
@@ -135,6 +137,30 @@ def _repo_info(repo_id: str, revision: str | None, token, endpoint: str):
             raise _HubDown(type(exc).__name__) from None
         raise translate(exc, repo_id, action="downloading", revision=revision, token_given=bool(token),
                         endpoint=endpoint) from None
+
+
+def _check_network(folders: set[Path], repo_id: str, sha: str, weights_size: int | None,
+                   limits: PullLimits) -> None:
+    """Refuse a network beyond limits, or weights far larger than it, from the downloaded config.json."""
+    import math
+
+    from diffcd.errors import CheckpointError, LimitError
+    from diffcd.export import bounded_network, read_config
+    from diffcd.networks import expected_shapes
+
+    label = f"{repo_id}@{sha[:12]}"
+    (folder,) = folders
+    try:
+        network = bounded_network(read_config(folder / CONFIG_FILE, limits.network, name=label), limits.network,
+                                  name=label)
+    except CheckpointError as exc:
+        cls = LimitExceededError if isinstance(exc, LimitError) else NotACheckpointError
+        raise cls(str(exc), repo_id=repo_id) from None
+    expected = 4 * sum(math.prod(shape) for shape in expected_shapes(network).values())
+    if weights_size is not None and weights_size > 8 + limits.network.max_header_bytes + expected:
+        raise LimitExceededError(f"{label}: {WEIGHTS_FILE} is {weights_size:,} bytes, far more than the "
+                                 f"{expected:,} bytes of weights its config.json describes; it was not "
+                                 "downloaded.", repo_id=repo_id)
 
 
 def _check_sizes(repo_id: str, sizes: dict[str, int | None], limits: PullLimits) -> None:
