@@ -318,7 +318,7 @@ def _check_header(header: dict[str, Any], network: NetworkConfig, data_bytes: in
 def validate_export(config: dict[str, Any], tensors: dict[str, np.ndarray], *, name: str = "checkpoint",
                     limits: NetworkLimits = DEFAULT_LIMITS) -> NetworkConfig:
     """Check a loaded config and its tensors; returns the network config. Raises CheckpointError."""
-    network = _check_config(config, limits, name)
+    network = check_config(config, limits, name)
     expected = expected_shapes(network)
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
@@ -339,8 +339,9 @@ def validate_export(config: dict[str, Any], tensors: dict[str, np.ndarray], *, n
     return network
 
 
-def _check_config(config: Any, limits: NetworkLimits, name: str) -> NetworkConfig:
-    """Format, schema, network (bounded), normalisation, method, steps and seed of a config.json."""
+def check_config(config: Any, limits: NetworkLimits = DEFAULT_LIMITS, name: str = "checkpoint") -> NetworkConfig:
+    """Format, schema, network (bounded), normalisation, method, steps and seed of a parsed
+    config.json; its NetworkConfig. Nothing is read or built. Raises CheckpointError."""
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise CheckpointError(
             f"{name} is not a diffcd checkpoint (config.json has no \"format\": \"{FORMAT}\"); "
@@ -445,7 +446,7 @@ def load_sdf(path: str | os.PathLike, *, limits: NetworkLimits = DEFAULT_LIMITS,
             "pass a run folder or an export folder."
         )
     config = read_config(config_path, limits, name=name)
-    network = _check_config(config, limits, name)
+    network = check_config(config, limits, name)
     method_config = _config_from_dataclass(config["method"], config.get("method_config"), name)
     size = weights_path.stat().st_size
     expected_bytes = 4 * sum(math.prod(s) for s in expected_shapes(network).values())

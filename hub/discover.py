@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from hub._common import CONFIG_FILE, LIBRARY_NAME, METRICS_FILE, resolve_endpoint, resolve_token
-from hub.errors import HubError, translate
+from hub.errors import HubError, request_scope, translate
 from hub.limits import DEFAULT_LIST_LIMITS, ListLimits
 
 __all__ = ["list_checkpoints"]
@@ -53,6 +53,7 @@ def _method_from_tags(tags: list[str]) -> str | None:
         (LIBRARY_NAME if LIBRARY_NAME in tags else None)
 
 
+@request_scope
 def list_checkpoints(*, author: str | None = None, token: str | bool | None = None, limit: int = 50,
                      search: str | None = None, endpoint: str | None = None,
                      limits: ListLimits = DEFAULT_LIST_LIMITS) -> list[dict[str, Any]]:

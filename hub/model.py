@@ -27,6 +27,7 @@ from diffcd.sdf import FittedSDF
 
 from hub._common import CARD_FILE, CONFIG_FILE, LIBRARY_NAME, WEIGHTS_FILE, repo_name, resolve_endpoint, resolve_token
 from hub.card import BASE_TAGS, LICENSE, PAPER_URL, build_model_card
+from hub.errors import request_scope
 from hub.limits import DEFAULT_PULL_LIMITS, PullLimits
 
 __all__ = ["SDFModel"]
@@ -60,6 +61,7 @@ class SDFModel(FittedSDF, ModelHubMixin, library_name=LIBRARY_NAME, license=LICE
                                 files=files or [CARD_FILE, CONFIG_FILE, WEIGHTS_FILE],
                                 parameters=parameter_count(self.params), cloud_points=cloud_points)
 
+    @request_scope
     def push_to_hub(self, repo_id: str, *, config: Any = None, commit_message: str = "Upload diffcd SDF",
                     private: bool | None = None, token: str | None = None, branch: str | None = None,
                     create_pr: bool | None = None, allow_patterns: list[str] | str | None = None,
@@ -94,6 +96,7 @@ class SDFModel(FittedSDF, ModelHubMixin, library_name=LIBRARY_NAME, license=LICE
 
     # ------------------------------------------------------------------------------ loading
     @classmethod
+    @request_scope
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *, force_download: bool = False,
                         token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
                         local_files_only: bool = False, revision: str | None = None,

@@ -22,7 +22,8 @@ from typing import Any
 from hub._common import (CARD_FILE, CONFIG_FILE, MESH_FILE, METRICS_FILE, WEIGHTS_FILE, repo_name,
                          resolve_endpoint, resolve_token)
 from hub.cache import cached_access, record_access
-from hub.errors import HubError, LimitExceededError, NotACheckpointError, is_unreachable, translate
+from hub.errors import (HubError, LimitExceededError, NotACheckpointError, is_unreachable, request_scope,
+                        translate)
 from hub.limits import DEFAULT_PULL_LIMITS, PullLimits
 
 __all__ = ["PullResult", "pull_checkpoint", "load_sdf", "download_checkpoint", "load_folder"]
@@ -51,6 +52,7 @@ class PullResult:
     mesh_path: Path | None = None
 
 
+@request_scope
 def download_checkpoint(repo_id: str, *, revision: str | None = None, token: str | bool | None = None,
                         endpoint: str | None = None, limits: PullLimits = DEFAULT_PULL_LIMITS,
                         with_mesh: bool = False, cache_dir: str | os.PathLike | None = None,
@@ -145,14 +147,14 @@ def _check_network(folders: set[Path], repo_id: str, sha: str, weights_size: int
     import math
 
     from diffcd.errors import CheckpointError, LimitError
-    from diffcd.export import bounded_network, read_config
+    from diffcd.export import check_config, read_config
     from diffcd.networks import expected_shapes
 
     label = f"{repo_id}@{sha[:12]}"
     (folder,) = folders
     try:
-        network = bounded_network(read_config(folder / CONFIG_FILE, limits.network, name=label), limits.network,
-                                  name=label)
+        network = check_config(read_config(folder / CONFIG_FILE, limits.network, name=label), limits.network,
+                               name=label)
     except CheckpointError as exc:
         cls = LimitExceededError if isinstance(exc, LimitError) else NotACheckpointError
         raise cls(str(exc), repo_id=repo_id) from None
@@ -228,6 +230,7 @@ def _read_metrics(folder: Path, limits: PullLimits) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+@request_scope
 def pull_checkpoint(
     repo_id: str,
     *,
@@ -297,6 +300,7 @@ def _write_mesh(sdf, resolution: int, path: Path, label: str) -> None:
     os.replace(tmp, path)
 
 
+@request_scope
 def load_sdf(repo_id: str, revision: str | None = None, token: str | bool | None = None, *,
              endpoint: str | None = None, limits: PullLimits = DEFAULT_PULL_LIMITS):
     """The FittedSDF published at `repo_id` (a branch, tag or commit sha as `revision`).

@@ -15,7 +15,8 @@ import numpy as np
 from hub._common import (CARD_FILE, CLOUD_FILE, CONFIG_FILE, MESH_FILE, method_label, METRICS_FILE,
                          WEIGHTS_FILE, repo_name, resolve_endpoint, resolve_token)
 from hub.card import build_card
-from hub.errors import AuthError, HubError, NotACheckpointError, VisibilityError, scrub, translate
+from hub.errors import (AuthError, HubError, NotACheckpointError, VisibilityError, request_scope, scrub,
+                        translate)
 
 __all__ = ["PushResult", "push_checkpoint", "collect_metrics", "open_repo"]
 
@@ -166,6 +167,7 @@ def prepare_files(source: str | os.PathLike, repo_id: str, *, include_cloud: boo
     return files
 
 
+@request_scope
 def push_checkpoint(
     source: str | os.PathLike,
     repo_id: str,
