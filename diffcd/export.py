@@ -152,34 +152,26 @@ def json_depth(text: str) -> int:
     return deepest
 
 
-def parse_json_bounded(data: bytes, *, name: str, max_bytes: int, max_depth: int,
-                       error: type = CheckpointError) -> Any:
+def parse_json_bounded(data: bytes, *, name: str, max_bytes: int, max_depth: int) -> Any:
     """json.loads of `data` once its size and nesting are within bounds; errors are sentences.
 
     Deep nesting would otherwise reach Python's recursion limit inside json.loads.
     """
     if len(data) > max_bytes:
-        raise _limit(error, f"{name} is {len(data):,} bytes, more than the {max_bytes:,} allowed; "
-                            "it is not a diffcd file, or pass larger limits if you trust it.")
+        raise CheckpointLimitError(f"{name} is {len(data):,} bytes, more than the {max_bytes:,} allowed; "
+                                   "it is not a diffcd file, or pass larger limits if you trust it.")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise error(f"{name} is not UTF-8 text ({exc}); re-export it.") from None
+        raise CheckpointError(f"{name} is not UTF-8 text ({exc}); re-export it.") from None
     depth = json_depth(text)
     if depth > max_depth:
-        raise _limit(error, f"{name} nests arrays or objects {depth} deep, more than the {max_depth} "
-                            "allowed; it is not a diffcd file.")
+        raise CheckpointLimitError(f"{name} nests arrays or objects {depth} deep, more than the {max_depth} "
+                                   "allowed; it is not a diffcd file.")
     try:
         return json.loads(text)
     except (json.JSONDecodeError, RecursionError, ValueError) as exc:
-        raise error(f"{name} is not valid JSON ({exc}); re-export it.") from None
-
-
-def _limit(error: type, message: str) -> Exception:
-    """A LimitError that is also `error` (so callers catching either one see it)."""
-    if error is CheckpointError:
-        return CheckpointLimitError(message)
-    return type(f"{error.__name__}Limit", (error, LimitError), {})(message)
+        raise CheckpointError(f"{name} is not valid JSON ({exc}); re-export it.") from None
 
 
 def read_file_bounded(path: Path, max_bytes: int, *, name: str) -> bytes:

@@ -42,9 +42,10 @@ def _parser() -> argparse.ArgumentParser:
 
     pull = sub.add_parser("pull", help="download, verify and mesh a published checkpoint",
                           description="Download a published checkpoint (config.json, model.safetensors, README.md, "
-                                      "metrics.json, mesh.glb only), verify it, and write its files and a mesh "
-                                      "extracted at --resolution into --out. A second pull of the same commit "
-                                      "downloads nothing and works offline (HF_HUB_OFFLINE=1).")
+                                      "metrics.json; mesh.glb only with --resolution 0), each size-checked before "
+                                      "downloading, verify it, and write its files and a mesh extracted at "
+                                      "--resolution into --out. A second pull of the same commit downloads nothing "
+                                      "and works offline (HF_HUB_OFFLINE=1).")
     pull.add_argument("repo_id", metavar="NAMESPACE/NAME", help="the repo to pull")
     pull.add_argument("--revision", default=None, help="a branch, tag or commit sha (default: main)")
     pull.add_argument("--resolution", type=int, default=256,
