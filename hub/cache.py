@@ -60,9 +60,10 @@ class PruneResult:
 
 
 def prune(max_bytes: int, max_age: float, *, cache_dir: str | os.PathLike | None = None,
-          now: float | None = None) -> PruneResult:
+          now: float | None = None, grace: float = 600.0) -> PruneResult:
     """Delete cached model revisions older than `max_age` seconds (by last use), then the least
-    recently used ones until the cache holds at most `max_bytes`.
+    recently used ones until the cache holds at most `max_bytes`, sparing those used in the last
+    `grace` seconds (a request may be loading them right now).
 
     Uses huggingface_hub's own cache scan and deletion (blobs shared with kept revisions stay).
     """
@@ -84,10 +85,11 @@ def prune(max_bytes: int, max_age: float, *, cache_dir: str | os.PathLike | None
                 if revision.files else revision.last_modified
             revisions.append((used, revision.size_on_disk, revision.commit_hash))
     revisions.sort()  # oldest use first
-    doomed = [r for r in revisions if now - r[0] > max_age]
-    kept = [r for r in revisions if now - r[0] <= max_age]
+    oldest_kept = max(max_age, grace)
+    doomed = [r for r in revisions if now - r[0] > oldest_kept]
+    kept = [r for r in revisions if now - r[0] <= oldest_kept]
     total = sum(size for _, size, _ in kept)
-    while kept and total > max_bytes:
+    while kept and total > max_bytes and now - kept[0][0] > grace:
         oldest = kept.pop(0)
         doomed.append(oldest)
         total -= oldest[1]

@@ -212,6 +212,9 @@ def load_folder(folder: Path, label: str, limits: PullLimits = DEFAULT_PULL_LIMI
     except CheckpointError as exc:
         cls = LimitExceededError if isinstance(exc, LimitError) else NotACheckpointError
         raise cls(str(exc).replace(str(folder), label)) from None
+    except OSError:  # the cache was pruned (or the disk failed) while loading
+        raise HubError(f"{label}: the downloaded files disappeared from the cache while loading; pull it "
+                       "again.") from None
 
 
 def _read_metrics(folder: Path, limits: PullLimits) -> dict[str, Any]:

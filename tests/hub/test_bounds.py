@@ -205,7 +205,8 @@ def test_cache_prune_by_age_and_size(api, hub_server, export, hf_env):
         load_sdf(name)
     size = scan_cache_dir().size_on_disk
     assert prune(max_bytes=10**12, max_age=3600).revisions_deleted == 0
-    result = prune(max_bytes=size - 1, max_age=3600)  # the least recently used revision goes
+    assert prune(max_bytes=size - 1, max_age=3600).revisions_deleted == 0  # both in use in the last 10 min
+    result = prune(max_bytes=size - 1, max_age=3600, grace=0)  # the least recently used revision goes
     assert result.revisions_deleted == 1 and result.bytes_kept < size
     assert len(scan_cache_dir().repos) in (1, 2) and sum(len(r.revisions) for r in scan_cache_dir().repos) == 1
     assert prune(max_bytes=10**12, max_age=60, now=time.time() + 3600).revisions_deleted == 1
