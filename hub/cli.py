@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hub", description="Share fitted diffcd SDFs through the Hugging Face Hub: "
                                                  "push, pull and list checkpoints.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{push,pull,list}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{push,pull,list,prune}")
 
     push = sub.add_parser("push", help="publish a run folder or export as one commit",
                           description="Publish a fitted SDF (a run folder or an export folder) to a Hub repo "
@@ -61,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument("--search", default=None, help="only repos whose name contains this text")
     lst.add_argument("--limit", type=int, default=50, help="at most this many repos (default 50)")
     lst.add_argument("--token", default=None, help="access token, to include private repos you can read")
+
+    prune = sub.add_parser("prune", help="shrink the local Hub cache",
+                           description="Delete cached model revisions not used for --max-age hours, then the least "
+                                       "recently used ones until the cache holds at most --max-gb (revisions used in "
+                                       "the last 10 minutes are kept).")
+    prune.add_argument("--max-gb", type=float, default=10.0, help="largest cache size in GB (default 10)")
+    prune.add_argument("--max-age", type=float, default=24 * 7, metavar="HOURS",
+                       help="delete revisions unused for this many hours (default 168)")
+    prune.add_argument("--cache-dir", default=None, help="the cache folder (default: huggingface_hub's)")
     return parser
 
 
@@ -91,6 +100,12 @@ def _run(args: argparse.Namespace) -> None:
         print(f"Pulled {result.repo_id} at {result.commit_sha} ({result.sdf.method}, {result.sdf.steps} steps)")
         print(f"files: {result.out_dir}")
         print(f"mesh: {result.mesh_path}")
+    elif args.command == "prune":
+        from hub.cache import prune
+
+        result = prune(int(args.max_gb * 1e9), args.max_age * 3600, cache_dir=args.cache_dir)
+        print(f"Deleted {result.revisions_deleted} revisions ({result.bytes_freed / 1e6:.1f} MB); "
+              f"the cache holds {result.bytes_kept / 1e6:.1f} MB.")
     else:
         from hub.discover import list_checkpoints
 

@@ -212,3 +212,12 @@ def test_cache_prune_by_age_and_size(api, hub_server, export, hf_env):
     assert prune(max_bytes=10**12, max_age=60, now=time.time() + 3600).revisions_deleted == 1
     assert sum(len(r.revisions) for r in scan_cache_dir().repos) == 0
     assert load_sdf("user/c1").method == "diffcd"  # a pruned repo is simply downloaded again
+
+
+def test_prune_command(api, hub_server, export, capsys):
+    from hub.cli import main
+
+    _upload(api, "user/c3", export)
+    load_sdf("user/c3")
+    assert main(["prune", "--max-gb", "100", "--max-age", "1"]) == 0
+    assert "Deleted 0 revisions" in capsys.readouterr().out
