@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +34,13 @@ def _repo_folder(repo_id: str, cache_dir: str | os.PathLike | None) -> Path:
 def record_access(repo_id: str, *, private: bool, cache_dir: str | os.PathLike | None = None) -> None:
     """Note, after the Hub answered for `repo_id`, whether the repo is private (nothing secret)."""
     folder = _repo_folder(repo_id, cache_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{ACCESS_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps({"private": bool(private), "checked": time.time()}))
-    os.replace(tmp, folder / ACCESS_FILE)
+    tmp = folder / f".{ACCESS_FILE}.{os.getpid()}.{threading.get_ident()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"private": bool(private), "checked": time.time()}))
+        os.replace(tmp, folder / ACCESS_FILE)
+    except OSError as exc:  # without the record the repo is simply not served while the Hub is down
+        logger.warning("Cannot record the visibility of %s in the cache: %s", repo_id, exc)
 
 
 def cached_access(repo_id: str, *, cache_dir: str | os.PathLike | None = None) -> str:
