@@ -1,15 +1,21 @@
 """The portable export of a fitted SDF: `model.safetensors` + `config.json`, no pickle anywhere.
 
-This is what the Hub code publishes. Loading validates everything before building the network:
-format and schema version, the network config, every tensor's name, shape and dtype, and
-finiteness, so a corrupted or foreign file fails with a CheckpointError naming the problem.
+This is what the Hub code publishes. Loading validates everything before building the network,
+and bounds everything before reading it: config.json's size and nesting before it is parsed, the
+network's size (parameters, width, depth, activation settings) before any tensor is read, the
+safetensors header's length and entries before the tensors, so a corrupted, foreign or hostile
+file fails with a CheckpointError naming the problem (a LimitError too when it is merely too big)
+and never costs more memory than the limits allow.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from diffcd._version import __version__
-from diffcd.errors import CheckpointError
+from diffcd.errors import CheckpointError, LimitError
 from diffcd.io import Normalization
 from diffcd.methods import METHODS
 from diffcd.networks import NetworkConfig, expected_shapes, flatten_params, unflatten_params
@@ -29,6 +35,50 @@ FORMAT = "diffcd-sdf"
 SCHEMA_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+
+
+class CheckpointLimitError(CheckpointError, LimitError):
+    """A checkpoint exceeds a bound of NetworkLimits (too many parameters, too wide, too deep...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkLimits:
+    """What a loaded checkpoint may cost, checked before anything is read in full or built.
+
+    The defaults are generous (a local user loading their own fits); a server that loads files
+    chosen by its visitors (the Space, a Hub pull) passes tighter ones.
+    """
+
+    max_parameters: int = 50_000_000
+    """Largest parameter count (float32: 4 bytes each); the paper's network has 461,054."""
+    max_width: int = 4096
+    """Widest hidden layer (memory per evaluation chunk grows with it)."""
+    max_hidden_layers: int = 64
+    """Deepest network (compile time grows with it)."""
+    max_sine_omega: float = 1000.0
+    """Largest first-layer frequency of a sine network (SIREN uses 30); mesh size grows with it."""
+    max_softplus_beta: float = 1e5
+    """Sharpest softplus (the paper uses 100)."""
+    max_config_bytes: int = 1 << 20
+    """Largest config.json, checked before it is read."""
+    max_json_depth: int = 32
+    """Deepest nesting of arrays and objects in config.json, checked before it is parsed."""
+    max_header_bytes: int = 1 << 20
+    """Largest safetensors JSON header, checked from its 8-byte length before it is read."""
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"NetworkLimits.{field.name} must be a positive number, got {value!r}.")
+
+    @property
+    def max_weights_bytes(self) -> int:
+        """Largest model.safetensors: the header plus max_parameters float32 values."""
+        return 8 + self.max_header_bytes + 4 * self.max_parameters
+
+
+DEFAULT_LIMITS = NetworkLimits()
 
 
 def _versions() -> dict[str, str]:
@@ -85,32 +135,182 @@ def export_sdf(
     return {"weights": weights, "config": config}
 
 
-def network_from_config(config: dict[str, Any]) -> NetworkConfig:
-    data = dict(config["network"])
-    data["skip_layers"] = tuple(data.get("skip_layers", ()))
-    return NetworkConfig(**data)
+# ----------------------------------------------------------------------------------------------
+# Bounded reading: sizes, nesting and types are checked before the expensive step
 
 
-def validate_export(config: dict[str, Any], tensors: dict[str, np.ndarray], *, name: str = "checkpoint") -> NetworkConfig:
-    """Check a loaded config and its tensors; returns the network config. Raises CheckpointError."""
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{name} is not a diffcd checkpoint (config.json has no \"format\": \"{FORMAT}\"); "
-            "pass the folder written by `python -m diffcd fit` or export_sdf."
-        )
-    version = config.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise CheckpointError(
-            f"{name} has schema version {version!r}, but this diffcd reads version "
-            f"{SCHEMA_VERSION}; upgrade diffcd (pip install -U) or re-export the checkpoint."
-        )
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON text, without parsing it (strings skipped)."""
+    depth = deepest = 0
+    for match in _BRACKET.finditer(_STRING.sub('""', text)):
+        depth += 1 if match.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def parse_json_bounded(data: bytes, *, name: str, max_bytes: int, max_depth: int) -> Any:
+    """json.loads of `data` once its size and nesting are within bounds; errors are sentences.
+
+    Deep nesting would otherwise reach Python's recursion limit inside json.loads.
+    """
+    if len(data) > max_bytes:
+        raise CheckpointLimitError(f"{name} is {len(data):,} bytes, more than the {max_bytes:,} allowed; "
+                                   "it is not a diffcd file, or pass larger limits if you trust it.")
     try:
-        network = network_from_config(config)
-        Normalization.from_dict(config["normalization"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{name} has an invalid config.json ({error}); re-export it.") from None
-    if config.get("method") not in METHODS:
-        raise CheckpointError(f"{name} names an unknown method {config.get('method')!r}.")
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{name} is not UTF-8 text ({exc}); re-export it.") from None
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise CheckpointLimitError(f"{name} nests arrays or objects {depth} deep, more than the {max_depth} "
+                                   "allowed; it is not a diffcd file.")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise CheckpointError(f"{name} is not valid JSON ({exc}); re-export it.") from None
+
+
+def read_file_bounded(path: Path, max_bytes: int, *, name: str) -> bytes:
+    """The bytes of `path`, refusing before reading when the file is larger than `max_bytes`."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise CheckpointLimitError(f"{name}: {path.name} is {size:,} bytes, more than the {max_bytes:,} "
+                                   "allowed; it was not read.")
+    return path.read_bytes()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_NETWORK_TYPES = {"hidden_layers": "int", "width": "int", "skip_layers": "ints", "activation": "str",
+                  "softplus_beta": "number", "sine_omega": "number", "init_radius": "number"}
+
+
+def bounded_network(config: dict[str, Any], limits: NetworkLimits = DEFAULT_LIMITS, *,
+                    name: str = "checkpoint") -> NetworkConfig:
+    """The NetworkConfig of an export's config.json, refused when it breaks `limits`.
+
+    Checks the types of every field, then parameters, width, depth and activation settings,
+    all from the JSON alone: nothing is allocated, built or compiled.
+
+    Raises:
+      CheckpointError: a missing, unknown or wrongly typed network field.
+      CheckpointLimitError (a CheckpointError and a LimitError): the network exceeds `limits`.
+    """
+    data = config.get("network") if isinstance(config, dict) else None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{name} has an invalid config.json (no \"network\" object); re-export it.")
+    unknown = sorted(set(data) - set(_NETWORK_TYPES))
+    if unknown:
+        raise CheckpointError(f"{name} has an invalid config.json (unknown network settings "
+                              f"{unknown[:3]}); it was written by another program or a newer diffcd.")
+    for key, kind in _NETWORK_TYPES.items():
+        if key not in data:
+            continue
+        value = data[key]
+        ok = {"int": _is_int(value), "number": _is_number(value), "str": isinstance(value, str),
+              "ints": isinstance(value, list) and len(value) <= 1024 and all(_is_int(v) for v in value)}[kind]
+        if not ok:
+            wanted = {"int": "an integer", "number": "a finite number", "str": "a string",
+                      "ints": "a list of integers"}[kind]
+            raise CheckpointError(f"{name} has an invalid config.json (network {key} is {value!r:.60}, "
+                                  f"not {wanted}); re-export it.")
+    layers, width = data.get("hidden_layers", 8), data.get("width", 256)
+    if layers > limits.max_hidden_layers:
+        raise CheckpointLimitError(f"{name}: the network has {layers} hidden layers, more than the "
+                                   f"{limits.max_hidden_layers} allowed.")
+    if width > limits.max_width:
+        raise CheckpointLimitError(f"{name}: the network is {width} wide, more than the {limits.max_width} "
+                                   "allowed.")
+    activation = data.get("activation", "softplus")
+    if activation == "sine" and data.get("sine_omega", 30.0) > limits.max_sine_omega:
+        raise CheckpointLimitError(f"{name}: the sine network's frequency omega = {data['sine_omega']:g} is "
+                                   f"above the {limits.max_sine_omega:g} allowed (its surface would be "
+                                   "too detailed to mesh).")
+    if activation == "softplus" and data.get("softplus_beta", 100.0) > limits.max_softplus_beta:
+        raise CheckpointLimitError(f"{name}: the softplus beta = {data['softplus_beta']:g} is above the "
+                                   f"{limits.max_softplus_beta:g} allowed.")
+    try:
+        network = NetworkConfig(**{**data, "skip_layers": tuple(data.get("skip_layers", (4,)))})
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{name} has an invalid config.json ({exc}); re-export it.") from None
+    count = sum(math.prod(shape) for shape in expected_shapes(network).values())
+    if count > limits.max_parameters:
+        raise CheckpointLimitError(f"{name}: the network has {count:,} parameters, more than the "
+                                   f"{limits.max_parameters:,} allowed.")
+    return network
+
+
+def network_from_config(config: dict[str, Any]) -> NetworkConfig:
+    """The NetworkConfig of a config.json (type-checked, default limits)."""
+    return bounded_network(config)
+
+
+def read_safetensors_header(path: Path, *, max_header_bytes: int,
+                            name: str = "checkpoint") -> tuple[dict[str, Any], int]:
+    """The JSON header of a safetensors file (8-byte little-endian length, then JSON), tensors unread,
+    and the offset where the tensor data starts.
+
+    Raises CheckpointError for a malformed header, CheckpointLimitError for one above the bound.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        prefix = file.read(8)
+        if len(prefix) < 8:
+            raise CheckpointError(f"{name}: {WEIGHTS_FILE} is truncated or corrupted (no header); "
+                                  "download or export it again.")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > max_header_bytes:
+            raise CheckpointLimitError(f"{name}: {WEIGHTS_FILE} declares a {length:,}-byte header, more than "
+                                       f"the {max_header_bytes:,} allowed; it was not read.")
+        if 8 + length > size:
+            raise CheckpointError(f"{name}: {WEIGHTS_FILE} is truncated or corrupted (its header runs past the "
+                                  "end of the file); download or export it again.")
+        header = parse_json_bounded(file.read(length), name=f"{name}: the {WEIGHTS_FILE} header",
+                                    max_bytes=max_header_bytes, max_depth=4)
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{name}: {WEIGHTS_FILE} has a malformed header; download or export it again.")
+    return header, 8 + length
+
+
+def _check_header(header: dict[str, Any], network: NetworkConfig, data_bytes: int, name: str) -> None:
+    """Every tensor the header lists is the float32 tensor the network implies, inside the file."""
+    expected = expected_shapes(network)
+    entries = {k: v for k, v in header.items() if k != "__metadata__"}
+    missing, extra = sorted(set(expected) - set(entries)), sorted(set(entries) - set(expected))
+    if missing or extra:
+        raise CheckpointError(
+            f"{name}: the weights do not match the network in config.json "
+            f"(missing {missing[:3]}, unexpected {extra[:3]}); the files come from different exports.")
+    for key, shape in expected.items():
+        entry = entries[key]
+        stored = entry.get("shape") if isinstance(entry, dict) else None
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(stored, list) and tuple(stored) == shape and entry.get("dtype") == "F32"):
+            dtype = entry.get("dtype") if isinstance(entry, dict) else None
+            raise CheckpointError(
+                f"{name}: tensor {key} has shape {stored} and dtype {dtype}, but config.json implies "
+                f"{shape} float32; the files come from different exports.")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1] <= data_bytes
+                and offsets[1] - offsets[0] == 4 * math.prod(shape)):
+            raise CheckpointError(f"{name}: {WEIGHTS_FILE} is truncated or corrupted (tensor {key} lies "
+                                  "outside the file); download or export it again.")
+
+
+def validate_export(config: dict[str, Any], tensors: dict[str, np.ndarray], *, name: str = "checkpoint",
+                    limits: NetworkLimits = DEFAULT_LIMITS) -> NetworkConfig:
+    """Check a loaded config and its tensors; returns the network config. Raises CheckpointError."""
+    network = check_config(config, limits, name)
     expected = expected_shapes(network)
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
@@ -131,46 +331,136 @@ def validate_export(config: dict[str, Any], tensors: dict[str, np.ndarray], *, n
     return network
 
 
-def _config_from_dataclass(method: str, data: dict[str, Any] | None) -> Any:
+def check_config(config: Any, limits: NetworkLimits = DEFAULT_LIMITS, name: str = "checkpoint") -> NetworkConfig:
+    """Format, schema, network (bounded), normalisation, method, steps and seed of a parsed
+    config.json; its NetworkConfig. Nothing is read or built. Raises CheckpointError."""
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{name} is not a diffcd checkpoint (config.json has no \"format\": \"{FORMAT}\"); "
+            "pass the folder written by `python -m diffcd fit` or export_sdf."
+        )
+    version = config.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise CheckpointError(
+            f"{name} has schema version {version!r}, but this diffcd reads version "
+            f"{SCHEMA_VERSION}; upgrade diffcd (pip install -U) or re-export the checkpoint."
+        )
+    network = bounded_network(config, limits, name=name)
+    _normalization(config, name)
+    method = config.get("method")
+    if not isinstance(method, str) or method not in METHODS:
+        raise CheckpointError(f"{name} names an unknown method {method!r:.60}; "
+                              f"diffcd knows {', '.join(METHODS)}.")
+    for key in ("steps", "seed"):
+        value = config.get(key, 0)
+        if not _is_int(value) or value < 0:
+            raise CheckpointError(f"{name} has an invalid config.json ({key} is {value!r:.60}, not a "
+                                  "non-negative integer); re-export it.")
+    if not isinstance(config.get("metadata", {}), (dict, type(None))):
+        raise CheckpointError(f"{name} has an invalid config.json (metadata is not an object); re-export it.")
+    return network
+
+
+def _normalization(config: dict[str, Any], name: str) -> Normalization:
+    data = config.get("normalization")
+    center = data.get("center") if isinstance(data, dict) else None
+    scale = data.get("scale") if isinstance(data, dict) else None
+    if not (isinstance(center, list) and len(center) == 3 and all(_is_number(c) for c in center)
+            and _is_number(scale) and scale > 0):
+        raise CheckpointError(f"{name} has an invalid config.json (normalization must hold a centre of three "
+                              "numbers and a positive scale); re-export it.")
+    return Normalization.from_dict(data)
+
+
+def _config_from_dataclass(method: str, data: Any, name: str = "checkpoint") -> Any:
+    """The method's settings; every known field must have the type of its default."""
     config_type = METHODS[method].config_type
     if not data:
         return config_type()
-    known = {f.name for f in dataclasses.fields(config_type)}
-    return config_type(**{k: v for k, v in data.items() if k in known})
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{name}: invalid method settings in config.json (not an object).")
+    values = {}
+    for field in dataclasses.fields(config_type):
+        if field.name not in data:
+            continue
+        value, default = data[field.name], field.default
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = _is_int(value)
+        elif isinstance(default, float):
+            ok = _is_number(value)
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        else:
+            ok = value is None or isinstance(value, (bool, int, float, str))
+        if not ok:
+            raise CheckpointError(f"{name}: invalid method settings in config.json ({method} {field.name} is "
+                                  f"{value!r:.60}, not like its default {default!r}); re-export it.")
+        values[field.name] = value
+    try:
+        return config_type(**values)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{name}: invalid method settings in config.json ({error}).") from None
 
 
-def load_sdf(path: str | os.PathLike) -> FittedSDF:
-    """Load an export (its folder or its config.json; a run folder works too)."""
+def read_config(path: str | os.PathLike, limits: NetworkLimits = DEFAULT_LIMITS, *,
+                name: str | None = None) -> dict[str, Any]:
+    """An export's config.json, parsed only after its size and nesting are checked (a dict)."""
+    path = Path(path)
+    name = name or str(path.parent)
+    data = read_file_bounded(path, limits.max_config_bytes, name=name)
+    config = parse_json_bounded(data, name=f"{name}: config.json", max_bytes=limits.max_config_bytes,
+                                max_depth=limits.max_json_depth)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{name}: config.json is not a JSON object; re-export it.")
+    return config
+
+
+def load_sdf(path: str | os.PathLike, *, limits: NetworkLimits = DEFAULT_LIMITS, name: str | None = None) -> FittedSDF:
+    """Load an export (its folder or its config.json; a run folder works too).
+
+    Every bound of `limits` is checked before the work it guards: config.json's size and nesting
+    before parsing, the network's size before reading the weights, the weights file's size and
+    header before reading its tensors. `name` replaces the folder in messages (e.g. a repo id).
+
+    Raises:
+      CheckpointError: not an export, unknown schema, wrong types, mismatched or corrupted weights;
+        CheckpointLimitError (also a LimitError) when the checkpoint exceeds `limits`.
+    """
     path = Path(path)
     folder = path.parent if path.name == CONFIG_FILE else path
-    name = str(folder)
+    name = name or str(folder)
     config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
     if not config_path.is_file() or not weights_path.is_file():
         raise CheckpointError(
             f"{name} is not a diffcd checkpoint: it needs {CONFIG_FILE} and {WEIGHTS_FILE}; "
             "pass a run folder or an export folder."
         )
-    try:
-        config = json.loads(config_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{name}: config.json is not valid JSON ({error}); re-export it.") from None
+    config = read_config(config_path, limits, name=name)
+    network = check_config(config, limits, name)
+    method_config = _config_from_dataclass(config["method"], config.get("method_config"), name)
+    size = weights_path.stat().st_size
+    expected_bytes = 4 * sum(math.prod(s) for s in expected_shapes(network).values())
+    if size > 8 + limits.max_header_bytes + expected_bytes:
+        raise CheckpointLimitError(f"{name}: {WEIGHTS_FILE} is {size:,} bytes, far more than the "
+                                   f"{expected_bytes:,} bytes of weights config.json describes; it was not read.")
+    header, data_start = read_safetensors_header(weights_path, max_header_bytes=limits.max_header_bytes,
+                                                 name=name)
+    _check_header(header, network, size - data_start, name)
     try:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(
             f"{name}: {WEIGHTS_FILE} is truncated or corrupted ({error}); download or export it again."
         ) from None
-    network = validate_export(config, tensors, name=name)
-    try:
-        method_config = _config_from_dataclass(config["method"], config.get("method_config"))
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{name}: invalid method settings in config.json ({error}).") from None
+    validate_export(config, tensors, name=name, limits=limits)
     return FittedSDF(
         network=network,
         params=unflatten_params(tensors),
-        normalization=Normalization.from_dict(config["normalization"]),
+        normalization=_normalization(config, name),
         method=config["method"],
         method_config=method_config,
-        steps=int(config.get("steps", 0)),
-        seed=int(config.get("seed", 0)),
+        steps=config.get("steps", 0),
+        seed=config.get("seed", 0),
     )

@@ -3,11 +3,21 @@
 Every reader validates what it reads and raises ``PointCloudError`` or ``MeshError`` with a
 message that names the file, the problem and what to do; a parser's own exception is kept as
 the ``__cause__``. See method.md section 1 for the normalisation.
+
+Every reader is bounded before it decompresses or allocates (``InputLimits``): the file's size,
+then what its headers declare (a .npy's shape and dtype, each .npz member's zip header and inner
+.npy header, a PLY's or OFF's element counts, a binary STL's triangle count, a text file's rows).
+A file beyond a bound raises ``InputLimitError`` (a ``LimitError`` and a ``PointCloudError`` or
+``MeshError``) at once. This is distinct from ``max_points``, which only downsamples a large but
+sane cloud after it was read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io as _io
+import re
+import struct
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -16,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-from diffcd.errors import ConfigError, DiffCDWarning, MeshError, PointCloudError
+from diffcd.errors import ConfigError, DiffCDWarning, LimitError, MeshError, PointCloudError
 from diffcd.metrics import sample_triangles
 
 __all__ = [
@@ -25,6 +35,10 @@ __all__ = [
     "SAVE_EXTENSIONS",
     "PointCloud",
     "Normalization",
+    "InputLimits",
+    "DEFAULT_INPUT_LIMITS",
+    "PointCloudLimitError",
+    "MeshLimitError",
     "load_point_cloud",
     "points_from_array",
     "load_mesh",
@@ -43,6 +57,42 @@ DEFAULT_MIN_POINTS = 51
 DEFAULT_MAX_POINTS = 1_000_000
 # float32 keeps about 7 significant digits: warn when coordinates dwarf the cloud's size.
 _FAR_FROM_ORIGIN_RATIO = 1e4
+
+
+class PointCloudLimitError(PointCloudError, LimitError):
+    """A point-cloud file exceeds a bound of ``InputLimits``; nothing was decompressed or allocated."""
+
+
+class MeshLimitError(MeshError, LimitError):
+    """A mesh file exceeds a bound of ``InputLimits``; nothing was decompressed or allocated."""
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Hard caps on an input file, checked before anything is decompressed, parsed or allocated.
+
+    The defaults are generous (a local user with their own scans); a server reading files chosen by
+    its visitors passes tighter ones. ``max_points`` of the loaders is different: it downsamples a
+    cloud that passed these caps.
+    """
+
+    max_file_bytes: int = 4 << 30
+    """Largest file on disk."""
+    max_decoded_bytes: int = 8 << 30
+    """Largest decoded data: arrays (by their declared shape and dtype), mesh vertices and faces."""
+    max_elements: int = 200_000_000
+    """Most points (rows), vertices or faces a file may declare."""
+    max_compression_ratio: float = 200.0
+    """Largest decoded/compressed ratio of an .npz member over 1 MiB (a zip bomb's is ~1000)."""
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"InputLimits.{field.name} must be a positive number, got {value!r}.")
+
+
+DEFAULT_INPUT_LIMITS = InputLimits()
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,7 +314,7 @@ def points_from_array(arr, *, source: str = "array", max_points: int = DEFAULT_M
 # Readers
 
 
-def _check_file(path: Path, extensions: tuple[str, ...], error: type) -> None:
+def _check_file(path: Path, extensions: tuple[str, ...], error: type, limits: InputLimits) -> None:
     if not path.exists():
         raise error(f"{path}: file not found; check the path.")
     if path.is_dir():
@@ -272,11 +322,118 @@ def _check_file(path: Path, extensions: tuple[str, ...], error: type) -> None:
     if path.suffix.lower() not in extensions:
         raise error(f"{path.name}: unknown file type {path.suffix or '(no extension)'!r}; "
                     f"supported: {', '.join(extensions)}.")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise error(f"{path.name}: the file is empty; re-export it.")
+    if size > limits.max_file_bytes:
+        raise _limit_error(error)(f"{path.name}: the file is {_size(size)}, more than the "
+                                  f"{_size(limits.max_file_bytes)} allowed; use a smaller or subsampled file.")
 
 
-def _read_numpy(path: Path):
+def _limit_error(error: type) -> type:
+    return MeshLimitError if issubclass(error, MeshError) else PointCloudLimitError
+
+
+def _size(count: float) -> str:
+    """A byte count for messages: 1.5 GB, 980 KB, 12 bytes."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.3g} {unit}"
+    return f"{int(count)} bytes"
+
+
+def _check_declared(name: str, rows: int, decoded: float, limits: InputLimits, error: type,
+                    what: str = "points") -> None:
+    """Refuse before allocating when a header declares more rows or bytes than the limits allow."""
+    if rows > limits.max_elements:
+        raise _limit_error(error)(f"{name}: declares {rows:,} {what}, more than the {limits.max_elements:,} "
+                                  "allowed; use a subsampled file.")
+    if decoded > limits.max_decoded_bytes:
+        raise _limit_error(error)(f"{name}: would decode to {_size(decoded)}, more than the "
+                                  f"{_size(limits.max_decoded_bytes)} allowed; it was not decompressed. "
+                                  "Use a subsampled file.")
+
+
+def _npy_header(file, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, header length) of the .npy stream at `file`; the data stays unread."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(file)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(file)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(file)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except Exception as error:  # numpy raises ValueError, EOFError, SyntaxError...
+        raise PointCloudError(f"{name}: could not be read (its NumPy header is invalid: {error}); save the "
+                              "points with numpy.save or numpy.savez.") from error
+    if dtype.hasobject:
+        raise PointCloudError(f"{name}: could not be read (it holds pickled Python objects, which diffcd "
+                              "never loads); save the points as a plain float (N, 3) array.")
+    return tuple(shape), dtype, file.tell()
+
+
+def _check_npy_header(name: str, shape, dtype, data_bytes: int, limits: InputLimits) -> None:
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    _check_declared(name, int(shape[0]) if shape else 1, declared, limits, PointCloudError)
+    if declared > data_bytes:
+        raise PointCloudError(f"{name}: could not be read (it is truncated: its header declares "
+                              f"{_size(declared)} of data but it holds {_size(data_bytes)}); save it again.")
+
+
+def _read_npy(path: Path, limits: InputLimits):
+    with path.open("rb") as file:
+        shape, dtype, start = _npy_header(file, path.name)
+        _check_npy_header(path.name, shape, dtype, path.stat().st_size - start, limits)
+    return np.load(path, allow_pickle=False)
+
+
+def _npz_members(archive: zipfile.ZipFile, name: str) -> tuple[zipfile.ZipInfo, zipfile.ZipInfo | None]:
+    """The zip entries of the points array and of the normals (or None), by numpy's key rules."""
+    entries = {(i.filename[:-4] if i.filename.endswith(".npy") else i.filename): i for i in archive.infolist()}
+    normal_key = next((k for k in _NORMAL_KEYS if k in entries), None)
+    candidates = [k for k in entries if k != normal_key]
+    if not candidates:
+        raise PointCloudError(f"{name}: holds no point array; save the points under the key 'points'.")
+    key = next((k for k in _POINT_KEYS if k in entries), candidates[0])
+    return entries[key], None if normal_key is None else entries[normal_key]
+
+
+def _read_npz(path: Path, limits: InputLimits):
+    """(points, normals) of an .npz, each member checked by its zip header and its .npy header first.
+
+    zipfile stops decompressing a member at the size its header declares, so once that size is
+    within bounds the decompressed bytes are too; the inner .npy header bounds the allocation.
+    """
+    name = path.name
+    with zipfile.ZipFile(path) as archive:
+        members = [m for m in _npz_members(archive, name) if m is not None]
+        declared = 0
+        for member in members:
+            label = f"{name} ({member.filename})"
+            if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise PointCloudError(f"{label}: uses a zip compression numpy never writes; save the points "
+                                      "with numpy.savez or numpy.savez_compressed.")
+            declared += member.file_size
+            _check_declared(label, 0, declared, limits, PointCloudError)
+            ratio = member.file_size / max(member.compress_size, 1)
+            if member.file_size > 1 << 20 and ratio > limits.max_compression_ratio:
+                raise PointCloudLimitError(
+                    f"{label}: would expand {ratio:,.0f} times when decompressed (to {_size(member.file_size)}), "
+                    f"more than the {limits.max_compression_ratio:g} times allowed; real point data does not "
+                    "compress like that, so it was not decompressed.")
+            with archive.open(member) as stream:
+                shape, dtype, start = _npy_header(stream, label)
+            _check_npy_header(label, shape, dtype, member.file_size - start, limits)
+        arrays = []
+        for member in members:
+            with archive.open(member) as stream:
+                arrays.append(np.lib.format.read_array(stream, allow_pickle=False))
+    return arrays[0], (arrays[1] if len(arrays) > 1 else None)
+
+
+def _read_numpy(path: Path, limits: InputLimits):
     """(array, normals or None, normals stored as such) from a .npy or .npz file."""
     name, is_npy = path.name, path.suffix.lower() == ".npy"
     with path.open("rb") as file:
@@ -289,17 +446,9 @@ def _read_numpy(path: Path):
                               "numpy.savez(path, points=points).")
     try:
         if is_npy:
-            return np.load(path, allow_pickle=False), None, False
-        with np.load(path, allow_pickle=False) as archive:
-            keys = list(archive.files)
-            normal_key = next((k for k in _NORMAL_KEYS if k in keys), None)
-            candidates = [k for k in keys if k != normal_key]
-            if not candidates:
-                raise PointCloudError(f"{name}: holds no point array; save the points under the "
-                                      "key 'points'.")
-            key = next((k for k in _POINT_KEYS if k in keys), candidates[0])
-            normals = None if normal_key is None else archive[normal_key]
-            return archive[key], normals, normals is not None
+            return _read_npy(path, limits), None, False
+        points, normals = _read_npz(path, limits)
+        return points, normals, normals is not None
     except PointCloudError:
         raise
     except Exception as error:  # numpy raises ValueError, OSError, zipfile errors, EOFError...
@@ -335,13 +484,17 @@ def _is_number(token: str) -> bool:
         return False
 
 
-def _read_text(path: Path):
+def _read_text(path: Path, limits: InputLimits):
     name = path.name
+    data = path.read_bytes()  # within max_file_bytes
+    rows = data.count(b"\n") + 1
+    _check_declared(name, rows, rows * 6 * 8, limits, PointCloudError, what="rows")
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise PointCloudError(f"{name}: not a text file (it has bytes that are not UTF-8); "
                               f"{path.suffix} files must hold one 'x y z' row per point.") from error
+    del data
     text = text.replace(",", " ").replace(";", " ").replace("\t", " ")
     skip = _header_lines(text.splitlines()[:1000])
     try:
@@ -357,10 +510,92 @@ def _read_text(path: Path):
     return array, None, False
 
 
-def _load_trimesh(path: Path, error: type, *, process: bool):
-    kind = path.suffix.lower().lstrip(".").upper()
+_PLY_ELEMENT = re.compile(rb"^element\s+(\S+)\s+(\d+)\s*$", re.MULTILINE)
+_PLY_PROPERTY = re.compile(rb"^property\s+(list\s+)?", re.MULTILINE)
+
+
+def _ply_declared(data: bytes) -> tuple[int, float]:
+    """(elements, decoded bytes) a PLY header declares; list properties count as 4 values."""
+    end = data.find(b"end_header", 0, 1 << 16)
+    header = data[: end if end >= 0 else 1 << 16]
+    elements, decoded = 0, 0.0
+    blocks = re.split(rb"^element\s", header, flags=re.MULTILINE)[1:]
+    for block, match in zip(blocks, _PLY_ELEMENT.finditer(header)):
+        count = int(match.group(2))
+        values = sum(4 if m.group(1) else 1 for m in _PLY_PROPERTY.finditer(block)) or 1
+        elements += count
+        decoded += count * values * 8
+    return elements, decoded
+
+
+def _off_declared(data: bytes) -> tuple[int, float]:
+    """(vertices + faces, decoded bytes) from an OFF file's counts line."""
+    tokens: list[bytes] = []
+    for line in data[: 1 << 16].splitlines():
+        line = line.split(b"#")[0].strip()
+        if not line:
+            continue
+        tokens += line.split()
+        if len(tokens) >= 3 and tokens[0].upper().endswith(b"OFF") or len(tokens) >= 4:
+            break
+    counts = [t for t in tokens if t.isdigit()][:2]
+    vertices, faces = (int(counts[0]), int(counts[1])) if len(counts) == 2 else (0, 0)
+    return vertices + faces, vertices * 3 * 8 + faces * 4 * 8
+
+
+def _stl_declared(data: bytes) -> tuple[int, float]:
+    """(triangles, decoded bytes) of an STL: a binary file's count must match its size."""
+    if len(data) >= 84:
+        (count,) = struct.unpack("<I", data[80:84])
+        if len(data) == 84 + 50 * count:
+            return count, count * 12 * 8
+    triangles = data.count(b"facet") // 2 + 1  # an ASCII STL: "facet normal ... endfacet"
+    return triangles, triangles * 12 * 8
+
+
+def _glb_declared(data: bytes) -> tuple[int, float]:
+    """(elements, decoded bytes) from a GLB's JSON chunk: the sum of its accessors' counts."""
+    if len(data) < 20 or data[:4] != b"glTF":
+        return 0, 0.0
+    (length,) = struct.unpack("<I", data[12:16])
     try:
-        loaded = trimesh.load(str(path), file_type=kind.lower(), process=process)
+        import json
+
+        document = json.loads(data[20 : 20 + min(length, len(data) - 20)])
+        counts = [int(a.get("count", 0)) for a in document.get("accessors", [])]
+    except (ValueError, RecursionError, AttributeError, TypeError):
+        return 0, 0.0  # trimesh reports the malformed file
+    return sum(counts), sum(counts) * 4 * 8
+
+
+def _check_geometry(path: Path, data: bytes, error: type, limits: InputLimits) -> None:
+    """Refuse a mesh file whose header declares more elements or bytes than the limits allow."""
+    extension = path.suffix.lower()
+    if extension == ".ply":
+        elements, decoded = _ply_declared(data)
+    elif extension == ".off":
+        elements, decoded = _off_declared(data)
+    elif extension == ".stl":
+        elements, decoded = _stl_declared(data)
+    elif extension == ".glb":
+        elements, decoded = _glb_declared(data)
+    else:  # .obj: one element per line at most
+        rows = data.count(b"\n") + 1
+        elements, decoded = rows, rows * 4 * 8
+    _check_declared(path.name, elements, decoded, limits, error, what="vertices and faces")
+
+
+def _load_trimesh(path: Path, error: type, *, process: bool, limits: InputLimits):
+    """Meshes and point geometries of a mesh file, read from its bytes with no asset resolver.
+
+    Loading from bytes means an OBJ's mtllib or a glTF's buffer URI cannot make trimesh open any
+    other file on this machine (the uploaded file's name is never a path trimesh resolves).
+    """
+    kind = path.suffix.lower().lstrip(".").upper()
+    data = path.read_bytes()  # within max_file_bytes
+    _check_geometry(path, data, error, limits)
+    try:
+        loaded = trimesh.load(_io.BytesIO(data), file_type=kind.lower(), resolver=None, process=process)
     except Exception as cause:  # trimesh raises many types (ValueError, KeyError, struct.error...)
         if isinstance(cause, (UnicodeError, ImportError)):  # text parser fed binary bytes
             reason = "it holds binary data that is not valid for this format"
@@ -383,8 +618,8 @@ def _ply_vertex_normals(geometry) -> np.ndarray | None:
     return None
 
 
-def _read_geometry(path: Path, mesh_samples: int, seed: int):
-    meshes, others = _load_trimesh(path, PointCloudError, process=False)
+def _read_geometry(path: Path, mesh_samples: int, seed: int, limits: InputLimits):
+    meshes, others = _load_trimesh(path, PointCloudError, process=False, limits=limits)
     if meshes:
         triangles = np.concatenate([np.asarray(m.vertices, np.float64)[np.asarray(m.faces)]
                                     for m in meshes])
@@ -406,7 +641,8 @@ def _read_geometry(path: Path, mesh_samples: int, seed: int):
 
 
 def load_point_cloud(path, *, max_points: int = DEFAULT_MAX_POINTS, mesh_samples: int = 100_000,
-                     min_points: int = DEFAULT_MIN_POINTS, seed: int = 0) -> PointCloud:
+                     min_points: int = DEFAULT_MIN_POINTS, seed: int = 0,
+                     limits: InputLimits = DEFAULT_INPUT_LIMITS) -> PointCloud:
     """Reads a point cloud (or samples one from a mesh) and validates it.
 
     Formats: .npy (an (N, 3) or (N, 6) array), .npz (the array named points, xyz or pts, else the
@@ -420,6 +656,8 @@ def load_point_cloud(path, *, max_points: int = DEFAULT_MAX_POINTS, mesh_samples
       mesh_samples: points drawn from a mesh file.
       min_points: fewest points accepted (51: the local scale uses the 50th neighbour).
       seed: seed of the mesh sampling and of the downsampling.
+      limits: hard caps checked before anything is decompressed or allocated (file bytes,
+        decoded bytes, declared points/elements, .npz compression ratio).
 
     Returns:
       A ``PointCloud`` in the file's coordinates; a 6th-column or 'normals' array becomes
@@ -428,31 +666,35 @@ def load_point_cloud(path, *, max_points: int = DEFAULT_MAX_POINTS, mesh_samples
     Raises:
       PointCloudError: missing, empty, unreadable or unsupported file; NaN/inf rows; too few
         points; a wrong shape; all points identical or collinear.
+      PointCloudLimitError: (a PointCloudError and a LimitError) the file breaks ``limits``.
     """
     path = Path(path)
-    _check_file(path, SUPPORTED_EXTENSIONS, PointCloudError)
+    _check_file(path, SUPPORTED_EXTENSIONS, PointCloudError, limits)
     _check_limits(max_points, min_points)
     extension = path.suffix.lower()
     if extension in _NUMPY_EXTENSIONS:
-        array, normals, explicit = _read_numpy(path)
+        array, normals, explicit = _read_numpy(path, limits)
     elif extension in _TEXT_EXTENSIONS:
-        array, normals, explicit = _read_text(path)
+        array, normals, explicit = _read_text(path, limits)
     else:
-        array, normals, explicit = _read_geometry(path, mesh_samples, seed)
+        array, normals, explicit = _read_geometry(path, mesh_samples, seed, limits)
     return _make_cloud(array, normals, path.name, str(path), max_points=max_points,
                        min_points=min_points, seed=seed, explicit_normals=explicit)
 
 
-def load_mesh(path) -> trimesh.Trimesh:
+def load_mesh(path, *, limits: InputLimits = DEFAULT_INPUT_LIMITS) -> trimesh.Trimesh:
     """Reads a triangle mesh (.ply, .obj, .off, .stl, .glb); scenes are merged into one mesh.
+
+    ``limits`` bounds the file size and the vertices/faces its header declares, before parsing.
 
     Raises:
       MeshError: missing, empty, unreadable or unsupported file; no faces (a point cloud);
         NaN/inf vertices; zero surface area.
+      MeshLimitError: (a MeshError and a LimitError) the file breaks ``limits``.
     """
     path = Path(path)
-    _check_file(path, MESH_EXTENSIONS, MeshError)
-    meshes, _ = _load_trimesh(path, MeshError, process=True)
+    _check_file(path, MESH_EXTENSIONS, MeshError, limits)
+    meshes, _ = _load_trimesh(path, MeshError, process=True, limits=limits)
     if not meshes:
         raise MeshError(f"{path.name}: has no faces (it is a point cloud, not a mesh); "
                         "pass a triangle mesh.")

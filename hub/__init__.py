@@ -1,8 +1,8 @@
 """Share fitted diffcd SDFs through the Hugging Face Hub.
 
-    from hub import push_checkpoint, load_sdf
+    from hub import SDFModel, push_checkpoint
     push_checkpoint("runs/bunny-diffcd", "user/bunny-diffcd")
-    sdf = load_sdf("user/bunny-diffcd")
+    sdf = SDFModel.from_pretrained("user/bunny-diffcd")     # huggingface_hub's ModelHubMixin
     mesh = sdf.extract_mesh(256)
 
 `hub.devserver` is a local stand-in for the Hub, for tests and for trying this offline.
@@ -15,6 +15,9 @@ import importlib
 from typing import TYPE_CHECKING
 
 __all__ = [
+    "SDFModel",
+    "PullLimits",
+    "ListLimits",
     "push_checkpoint",
     "PushResult",
     "pull_checkpoint",
@@ -26,6 +29,9 @@ __all__ = [
 ]
 
 _WHERE = {
+    "SDFModel": "hub.model",
+    "PullLimits": "hub.limits",
+    "ListLimits": "hub.limits",
     "push_checkpoint": "hub.push",
     "PushResult": "hub.push",
     "pull_checkpoint": "hub.pull",
@@ -40,6 +46,8 @@ if TYPE_CHECKING:
     from hub.devserver import HubServer
     from hub.discover import list_checkpoints
     from hub.errors import HubError
+    from hub.limits import ListLimits, PullLimits
+    from hub.model import SDFModel
     from hub.pull import PullResult, load_sdf, pull_checkpoint
     from hub.push import PushResult, push_checkpoint
 

@@ -15,7 +15,8 @@ METRICS_FILE = "metrics.json"
 MESH_FILE = "mesh.glb"
 CLOUD_FILE = "cloud.npy"
 PULLED_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, METRICS_FILE, MESH_FILE)
-"""The only files a pull downloads; of these only the JSON files and the safetensors are loaded."""
+"""The only files a pull may download (mesh.glb only when the published mesh is asked for); of
+these only the JSON files and the safetensors are loaded."""
 
 
 

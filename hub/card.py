@@ -1,15 +1,19 @@
-"""The model card (README.md) of a published diffcd checkpoint."""
+"""The model card (README.md) of a published diffcd checkpoint, built with huggingface_hub's
+ModelCard / ModelCardData: one builder for `hub push`, the app's Push and `SDFModel.push_to_hub`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from hub._common import (CARD_FILE, CLOUD_FILE, CONFIG_FILE, LIBRARY_NAME, MESH_FILE, method_label,
                          METRICS_FILE, WEIGHTS_FILE)
 
-BASE_TAGS = ["sdf", "implicit-surface", "point-cloud", "surface-reconstruction", "jax", "flax", "diffcd"]
+BASE_TAGS = ["sdf", "implicit-surface", "point-cloud", "surface-reconstruction", "jax", "flax", "diffcd",
+             "arxiv:2407.17058"]
+PAPER_URL = "https://arxiv.org/abs/2407.17058"
+LICENSE = "mit"
+MIXIN_TAG = "model_hub_mixin"
+"""The tag huggingface_hub's ModelHubMixin adds to every model it publishes."""
 
 CITATION = """\
 @inproceedings{haerenstam2024diffcd,
@@ -37,10 +41,17 @@ METRIC_NOTES = {
 }
 
 
+def card_data(method: str):
+    """The card's metadata (huggingface_hub.ModelCardData): library, license, tags with the paper."""
+    from huggingface_hub import ModelCardData
+
+    return ModelCardData(library_name=LIBRARY_NAME, license=LICENSE,
+                         tags=list(dict.fromkeys([*BASE_TAGS, method, MIXIN_TAG])))
+
+
 def card_metadata(method: str) -> dict[str, Any]:
-    """The YAML block: what the Hub indexes (library, tags, license)."""
-    return {"library_name": LIBRARY_NAME, "license": "mit",
-            "tags": list(dict.fromkeys([*BASE_TAGS, method]))}
+    """The YAML block as a dict: what the Hub indexes (library, tags, license)."""
+    return card_data(method).to_dict()
 
 
 def _value(value: Any) -> str:
@@ -67,16 +78,34 @@ def _network_line(network: dict[str, Any], parameters: int | None) -> str:
     return text
 
 
-def build_card(repo_id: str, config: dict[str, Any], *, metrics: dict[str, dict] | None = None,
-               summary: dict[str, Any] | None = None, files: list[str] | None = None,
-               parameters: int | None = None, cloud_points: int | None = None) -> str:
-    """README.md text for a checkpoint: YAML metadata, description, settings, metrics, usage, citation."""
+def build_model_card(repo_id: str | None, config: dict[str, Any], *, metrics: dict[str, dict] | None = None,
+                     summary: dict[str, Any] | None = None, files: list[str] | None = None,
+                     parameters: int | None = None, cloud_points: int | None = None):
+    """The huggingface_hub.ModelCard of a checkpoint: metadata, description, settings, metrics,
+    usage, citation. `repo_id` None (a local save_pretrained) titles it by method."""
+    from huggingface_hub import ModelCard
+
+    method = str(config.get("method", "diffcd"))
+    data = card_data(method)
+    body = _card_body(repo_id, config, metrics=metrics, summary=summary, files=files,
+                      parameters=parameters, cloud_points=cloud_points)
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+
+
+def build_card(repo_id: str | None, config: dict[str, Any], **kwargs) -> str:
+    """README.md text of `build_model_card`."""
+    return str(build_model_card(repo_id, config, **kwargs))
+
+
+def _card_body(repo_id: str | None, config: dict[str, Any], *, metrics, summary, files, parameters,
+               cloud_points) -> str:
     method = str(config.get("method", "diffcd"))
     label = method_label(method)
     summary = summary or {}
     metadata = {k: v for k, v in (config.get("metadata") or {}).items() if k != "summary"}
-    front = yaml.safe_dump(card_metadata(method), sort_keys=False, allow_unicode=True)
-    lines = [f"---\n{front}---", "", f"# {repo_id.split('/')[-1]}", ""]
+    title = repo_id.split("/")[-1] if repo_id else f"{label} signed distance function"
+    shown_id = repo_id or "namespace/name"
+    lines = [f"# {title}", ""]
     lines += [
         f"A neural implicit surface: a signed distance function (SDF) fitted to a 3D point cloud with "
         f"**{label}**, using the `diffcd` library (JAX/Flax). The network maps a point to its signed "
@@ -118,17 +147,17 @@ def build_card(repo_id: str, config: dict[str, Any], *, metrics: dict[str, dict]
 
     lines += [
         "## Use it", "",
-        "Load it with the `hub` package of the diffcd repository (only the safetensors weights and JSON "
-        "files are loaded; nothing is unpickled):", "",
+        "Load it with the `hub` package of the diffcd repository, the Hub's usual `from_pretrained` "
+        "(only the safetensors weights and JSON files are loaded; nothing is unpickled):", "",
         "```python",
-        "from hub import load_sdf",
-        f'sdf = load_sdf("{repo_id}")',
+        "from hub import SDFModel",
+        f'sdf = SDFModel.from_pretrained("{shown_id}")',
         "mesh = sdf.extract_mesh(256)",
         "```", "",
         "`sdf(points)` gives signed distances for an (N, 3) array in the input's coordinates. "
         "From the command line:", "",
         "```bash",
-        f"python -m hub pull {repo_id} --resolution 256 --out {repo_id.split('/')[-1]}",
+        f"python -m hub pull {shown_id} --resolution 256 --out {shown_id.split('/')[-1]}",
         "```", "",
         "## Files", "",
     ]

@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hub", description="Share fitted diffcd SDFs through the Hugging Face Hub: "
                                                  "push, pull and list checkpoints.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{push,pull,list}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{push,pull,list,prune}")
 
     push = sub.add_parser("push", help="publish a run folder or export as one commit",
                           description="Publish a fitted SDF (a run folder or an export folder) to a Hub repo "
@@ -28,8 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("source", metavar="RUN_DIR_OR_CHECKPOINT",
                       help="a run folder (python -m diffcd fit --out ...), an export folder, or its config.json")
     push.add_argument("repo_id", metavar="NAMESPACE/NAME", help="the repo to push to (created if missing)")
-    push.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps "
-                                                             "its visibility)")
+    push.add_argument("--private", action="store_true", help="create the repo private; refused, with nothing "
+                                                             "pushed, when a public repo of that name exists")
     push.add_argument("--revision", metavar="BRANCH", default=None,
                       help="commit to this branch, created from main if missing (default: main)")
     push.add_argument("--message", default=None, help="the commit message (default: 'Upload <method> SDF ...')")
@@ -42,9 +42,10 @@ def _parser() -> argparse.ArgumentParser:
 
     pull = sub.add_parser("pull", help="download, verify and mesh a published checkpoint",
                           description="Download a published checkpoint (config.json, model.safetensors, README.md, "
-                                      "metrics.json, mesh.glb only), verify it, and write its files and a mesh "
-                                      "extracted at --resolution into --out. A second pull of the same commit "
-                                      "downloads nothing and works offline (HF_HUB_OFFLINE=1).")
+                                      "metrics.json; mesh.glb only with --resolution 0), each size-checked before "
+                                      "downloading, verify it, and write its files and a mesh extracted at "
+                                      "--resolution into --out. A second pull of the same commit downloads nothing "
+                                      "and works offline (HF_HUB_OFFLINE=1).")
     pull.add_argument("repo_id", metavar="NAMESPACE/NAME", help="the repo to pull")
     pull.add_argument("--revision", default=None, help="a branch, tag or commit sha (default: main)")
     pull.add_argument("--resolution", type=int, default=256,
@@ -60,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument("--search", default=None, help="only repos whose name contains this text")
     lst.add_argument("--limit", type=int, default=50, help="at most this many repos (default 50)")
     lst.add_argument("--token", default=None, help="access token, to include private repos you can read")
+
+    prune = sub.add_parser("prune", help="shrink the local Hub cache",
+                           description="Delete cached model revisions not used for --max-age hours, then the least "
+                                       "recently used ones until the cache holds at most --max-gb (revisions used in "
+                                       "the last 10 minutes are kept).")
+    prune.add_argument("--max-gb", type=float, default=10.0, help="largest cache size in GB (default 10)")
+    prune.add_argument("--max-age", type=float, default=24 * 7, metavar="HOURS",
+                       help="delete revisions unused for this many hours (default 168)")
+    prune.add_argument("--cache-dir", default=None, help="the cache folder (default: huggingface_hub's)")
     return parser
 
 
@@ -90,6 +100,12 @@ def _run(args: argparse.Namespace) -> None:
         print(f"Pulled {result.repo_id} at {result.commit_sha} ({result.sdf.method}, {result.sdf.steps} steps)")
         print(f"files: {result.out_dir}")
         print(f"mesh: {result.mesh_path}")
+    elif args.command == "prune":
+        from hub.cache import prune
+
+        result = prune(int(args.max_gb * 1e9), args.max_age * 3600, cache_dir=args.cache_dir)
+        print(f"Deleted {result.revisions_deleted} revisions ({result.bytes_freed / 1e6:.1f} MB); "
+              f"the cache holds {result.bytes_kept / 1e6:.1f} MB.")
     else:
         from hub.discover import list_checkpoints
 

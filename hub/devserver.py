@@ -442,6 +442,8 @@ class HubApp:
                 }
                 if action == "refs" and m == "GET" and not more:
                     return "refs", self.refs, args
+                if action == "settings" and m == "PUT" and not more:
+                    return "settings", self.update_settings, args
                 if (action, m) in routes and more:
                     name, handler = routes[(action, m)]
                     if action == "tree":
@@ -515,6 +517,15 @@ class HubApp:
         self.state.repos[key] = repo
         self.state.save()
         return Response.json({"url": self._repo_url(req, repo), "name": repo_id, "id": repo_id})
+
+    def update_settings(self, req: Request, repo_type: str, repo_id: str) -> Response:
+        """PUT /api/{type}s/{repo}/settings: change a repo's visibility (`private` or `visibility`)."""
+        body = req.json()
+        repo = self._repo(req, repo_type, repo_id, write=True)
+        if "private" in body or "visibility" in body:
+            repo.private = body.get("visibility") == "private" if "visibility" in body else bool(body["private"])
+        self.state.save()
+        return Response.json({})
 
     def delete_repo(self, req: Request) -> Response:
         body = req.json()

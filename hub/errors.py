@@ -1,17 +1,23 @@
 """Errors of the Hub helpers, and the translation of huggingface_hub's exceptions into them.
 
 Every message names the repo and says what to do. No message ever contains an access token:
-`HubError` scrubs every token this process knows of (see `remember_secret`).
+`HubError` scrubs HF_TOKEN and every token of the request being served (see `secret_scope`).
+A request's token is held only while that request runs: nothing keeps it afterwards.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 try:
     from diffcd.errors import DiffCDError as _Base
+    from diffcd.errors import LimitError as _Limit
 except ImportError:  # the devserver and the error types work without the library
     _Base = Exception
+    _Limit = Exception
 
 __all__ = [
     "HubError",
@@ -20,19 +26,47 @@ __all__ = [
     "AuthError",
     "NotACheckpointError",
     "UploadError",
+    "LimitExceededError",
+    "VisibilityError",
     "remember_secret",
+    "secret_scope",
+    "request_scope",
     "scrub",
     "translate",
 ]
 
-_SECRETS: set[str] = set()
+_REQUEST_SECRETS: ContextVar[tuple[str, ...] | None] = ContextVar("hub_request_secrets", default=None)
 TOKEN_HINT = "set HF_TOKEN or pass --token"
 
 
+@contextmanager
+def secret_scope(*tokens: str | None):
+    """While the block runs (one request), `tokens` and any `remember_secret` are scrubbed from
+    every HubError; when it ends they are forgotten."""
+    held = list(_REQUEST_SECRETS.get() or ()) + [t for t in tokens if isinstance(t, str) and len(t) >= 4]
+    reset = _REQUEST_SECRETS.set(held)  # a list: remember_secret adds to this request's only
+    try:
+        yield
+    finally:
+        _REQUEST_SECRETS.reset(reset)
+
+
+def request_scope(function):
+    """Run `function` in its own `secret_scope` (the public entry points of hub/ use it)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with secret_scope():
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
 def remember_secret(value: str | None) -> None:
-    """Register a token so that it is scrubbed from every message and log line we produce."""
-    if value and len(value) >= 4:
-        _SECRETS.add(value)
+    """Scrub this token from messages for the rest of the current request (`secret_scope`); outside
+    a request scope nothing is kept (a token never outlives its request)."""
+    held = _REQUEST_SECRETS.get()
+    if held is not None and value and len(value) >= 4:
+        held.append(value)
 
 
 def forget_secret(value: str | None) -> None:
@@ -41,7 +75,7 @@ def forget_secret(value: str | None) -> None:
 
 
 def _known_secrets() -> set[str]:
-    found = set(_SECRETS)
+    found = set(_REQUEST_SECRETS.get() or ())
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
         if len(os.environ.get(name) or "") >= 4:
             found.add(os.environ[name])
@@ -81,6 +115,14 @@ class NotACheckpointError(HubError):
 
 class UploadError(HubError):
     """The Hub failed during a push; the remote repo was left as it was."""
+
+
+class LimitExceededError(HubError, _Limit):
+    """A repo's file, a pull's total or its network exceeds a bound; nothing too big was fetched."""
+
+
+class VisibilityError(HubError):
+    """A push asked for a private repo, but the existing repo is public (nothing was committed)."""
 
 
 def translate(exc: BaseException, repo_id: str, *, action: str, revision: str | None = None,

@@ -15,9 +15,10 @@ import numpy as np
 from hub._common import (CARD_FILE, CLOUD_FILE, CONFIG_FILE, MESH_FILE, method_label, METRICS_FILE,
                          WEIGHTS_FILE, repo_name, resolve_endpoint, resolve_token)
 from hub.card import build_card
-from hub.errors import AuthError, HubError, NotACheckpointError, scrub, translate
+from hub.errors import (AuthError, HubError, NotACheckpointError, VisibilityError, request_scope, scrub,
+                        translate)
 
-__all__ = ["PushResult", "push_checkpoint", "collect_metrics"]
+__all__ = ["PushResult", "push_checkpoint", "collect_metrics", "open_repo"]
 
 logger = logging.getLogger(__name__)
 MAX_CLOUD_POINTS = 20_000
@@ -104,6 +105,38 @@ def _mesh_bytes(folder: Path, fitted, resolution: int) -> bytes | None:
     return mesh.export(file_type="glb")
 
 
+def open_repo(repo_id: str, *, token: str | None, private: bool, endpoint: str,
+              branch: str | None = None):
+    """(HfApi, repo URL) for pushing to `repo_id`: the repo created if missing, `branch` from main.
+
+    Asking for a private repo when a public one of that name exists is refused before anything is
+    committed: the user asked for their model not to be public, and pushing into the public repo
+    would publish it (changing an existing repo's visibility is left to its owner, on the Hub).
+
+    Raises:
+      AuthError: no token. VisibilityError: private asked, the repo is public. HubError: the rest.
+    """
+    from huggingface_hub import HfApi
+
+    if not token:
+        raise AuthError(f"Pushing to {repo_id} needs a Hugging Face access token with write access: "
+                        "set HF_TOKEN or pass --token (or log in with `hf auth login`).", repo_id=repo_id)
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        if private and not api.repo_info(repo_id).private:
+            raise VisibilityError(
+                f"{repo_id} already exists and is public, so it cannot receive a private push; nothing was "
+                "pushed. Push to a new repo name, make the repo private in its settings on the Hub, or "
+                "push without --private.", repo_id=repo_id)
+        if branch and branch != "main":
+            api.create_branch(repo_id, branch=branch, exist_ok=True)
+    except Exception as exc:
+        raise translate(exc, repo_id, action="pushing to", revision=branch, token_given=True,
+                        endpoint=endpoint) from None
+    return api, str(url)
+
+
 def prepare_files(source: str | os.PathLike, repo_id: str, *, include_cloud: bool | str | os.PathLike = False,
                   mesh_resolution: int = 256) -> dict[str, bytes | Path]:
     """Every file of the commit, by path in the repo: the export as is, card, mesh, metrics, cloud."""
@@ -134,6 +167,7 @@ def prepare_files(source: str | os.PathLike, repo_id: str, *, include_cloud: boo
     return files
 
 
+@request_scope
 def push_checkpoint(
     source: str | os.PathLike,
     repo_id: str,
@@ -158,7 +192,8 @@ def push_checkpoint(
       source: a run folder, an export folder, or the config.json inside one.
       repo_id: "namespace/name".
       token: an access token with write access; default HF_TOKEN, then the saved login.
-      private: create the repo private (an existing repo keeps its visibility).
+      private: create the repo private; an existing public repo is refused (VisibilityError),
+        nothing is pushed.
       revision: the branch to commit to, created from main if missing; default main.
       commit_message: default "Upload <method> SDF fitted with diffcd".
       endpoint: the Hub URL; default HF_ENDPOINT, then https://huggingface.co.
@@ -167,7 +202,7 @@ def push_checkpoint(
       HubError: naming the repo and the problem (no token, refused token, not a checkpoint,
         a server failure — in which case nothing was committed).
     """
-    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub import CommitOperationAdd
 
     repo_name(repo_id)
     token = resolve_token(token)
@@ -179,12 +214,9 @@ def push_checkpoint(
     method = json.loads(Path(files[CONFIG_FILE]).read_text()).get("method", "diffcd")
     message = commit_message or f"Upload {method_label(method)} SDF fitted with diffcd"
     branch = revision or "main"
-    api = HfApi(endpoint=endpoint, token=token)
     logger.info("Pushing %s to %s (branch %s) on %s", source, repo_id, branch, endpoint)
+    api, repo_url = open_repo(repo_id, token=token, private=private, endpoint=endpoint, branch=branch)
     try:
-        repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
-        if branch != "main":
-            api.create_branch(repo_id, branch=branch, exist_ok=True)
         operations = [CommitOperationAdd(path, data if isinstance(data, bytes) else str(data))
                       for path, data in files.items()]
         info = api.create_commit(repo_id, operations, commit_message=message, revision=branch)

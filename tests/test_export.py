@@ -108,3 +108,92 @@ def test_no_pickle_anywhere(tmp_path, fitted):
     export_sdf(fitted, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
     assert b"pickle" not in (tmp_path / "model.safetensors").read_bytes()[:2000]
+
+
+# ----------------------------------------------------------------------------------------------
+# Hostile checkpoints: refused from config.json and the safetensors header, before reading or building
+
+
+def _limit(tmp_path, fitted, edit, **limits):
+    from diffcd.errors import LimitError
+    from diffcd.export import NetworkLimits
+
+    export_sdf(fitted, tmp_path)
+    edit(tmp_path)
+    with pytest.raises(CheckpointError) as caught:
+        load_sdf(tmp_path, limits=NetworkLimits(**limits))
+    assert isinstance(caught.value, LimitError), caught.value
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda c: c["network"].update(activation="sine", sine_omega=3000.0), ["omega = 3000", "1000"]),
+    (lambda c: c["network"].update(width=16_384), ["16384 wide", "4096"]),
+    (lambda c: c["network"].update(hidden_layers=1200, skip_layers=[]), ["1200 hidden layers", "64"]),
+    (lambda c: c["network"].update(hidden_layers=60, width=4000, skip_layers=[]), ["parameters", "50,000,000"]),
+])
+def test_oversize_networks_are_refused_from_config_alone(tmp_path, fitted, change, words, monkeypatch):
+    import diffcd.export as export
+
+    read = []
+    monkeypatch.setattr(export, "load_file", lambda *a, **k: read.append(a) or {})
+    message = _limit(tmp_path, fitted, _edit_config(change))
+    assert all(w in message for w in words), message
+    assert not read  # the tensors were never read
+
+
+def test_tighter_limits_for_a_server(tmp_path, fitted):
+    message = _limit(tmp_path, fitted, lambda f: None, max_parameters=1000)
+    assert "parameters, more than the 1,000 allowed" in message
+
+
+def test_config_json_size_and_nesting_are_bounded_before_parsing(tmp_path, fitted):
+    deep = lambda f: (f / "config.json").write_text('{"format": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert "nests arrays or objects 100001 deep" in _limit(tmp_path, fitted, deep)
+    big = lambda f: (f / "config.json").write_text(json.dumps({"format": "diffcd-sdf", "pad": "x" * 5000}))
+    assert "more than the 4,096 allowed" in _limit(tmp_path, fitted, big, max_config_bytes=4096)
+
+
+@pytest.mark.parametrize("field, value", [("steps", "ten"), ("steps", 1.5), ("seed", [1]), ("steps", True),
+                                          ("network", {"width": "wide"}), ("network", {"skip_layers": "2"}),
+                                          ("normalization", {"center": [0, 0], "scale": 1}),
+                                          ("normalization", {"center": [0, 0, "a"], "scale": 1}),
+                                          ("method", ["diffcd"]), ("method_config", {"eikonal_weight": "high"}),
+                                          ("method_config", [1, 2]), ("metadata", "text")])
+def test_wrong_types_anywhere_are_a_checkpoint_error(tmp_path, fitted, field, value):
+    def change(config):
+        if isinstance(value, dict) and isinstance(config.get(field), dict):
+            config[field].update(value)
+        else:
+            config[field] = value
+
+    message = _corrupt(tmp_path, fitted, _edit_config(change))
+    assert "config.json" in message or "unknown method" in message, message
+
+
+def _rewrite_header(folder, header_bytes: bytes, declared: int | None = None):
+    data = (folder / "model.safetensors").read_bytes()
+    length = int.from_bytes(data[:8], "little")
+    body = data[8 + length:]
+    size = len(header_bytes) if declared is None else declared
+    (folder / "model.safetensors").write_bytes(size.to_bytes(8, "little") + header_bytes + body)
+
+
+def test_safetensors_header_length_is_bounded_before_reading(tmp_path, fitted):
+    message = _limit(tmp_path, fitted, lambda f: _rewrite_header(f, b"{}", declared=1 << 40))
+    assert "declares a 1,099,511,627,776-byte header" in message
+
+
+def test_safetensors_header_entries_are_checked_before_the_tensors(tmp_path, fitted):
+    def lie(folder):
+        data = (folder / "model.safetensors").read_bytes()
+        header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+        header["params.output.bias"]["data_offsets"] = [0, 1 << 40]
+        _rewrite_header(folder, json.dumps(header).encode())
+
+    assert "truncated or corrupted" in _corrupt(tmp_path, fitted, lie)
+
+
+def test_weights_file_larger_than_its_network_is_not_read(tmp_path, fitted):
+    grow = lambda f: (f / "model.safetensors").write_bytes((f / "model.safetensors").read_bytes() + bytes(2 << 20))
+    assert "far more than" in _limit(tmp_path, fitted, grow)

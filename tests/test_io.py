@@ -191,11 +191,10 @@ def test_binary_junk(tmp_path, extension):
     assert "Traceback" not in str(error) and "allow_pickle" not in str(error)
 
 
-def test_truncated_npy_keeps_the_cause(tmp_path, cloud):
+def test_truncated_npy_is_found_from_its_header(tmp_path, cloud):
     np.save(tmp_path / "full.npy", cloud[0])
     (tmp_path / "cut.npy").write_bytes((tmp_path / "full.npy").read_bytes()[:400])
-    error = raises(PointCloudError, tmp_path / "cut.npy", "cut.npy", "could not be read")
-    assert isinstance(error.__cause__, ValueError)
+    raises(PointCloudError, tmp_path / "cut.npy", "cut.npy", "could not be read", "truncated")
 
 
 def test_junk_mesh_for_load_mesh(tmp_path):
@@ -206,8 +205,7 @@ def test_junk_mesh_for_load_mesh(tmp_path):
 
 def test_pickled_npy_is_refused(tmp_path):
     np.save(tmp_path / "objects.npy", np.array([{"points": 1}], dtype=object), allow_pickle=True)
-    error = raises(PointCloudError, tmp_path / "objects.npy", "objects.npy", "pickled", "never loads")
-    assert isinstance(error.__cause__, ValueError)
+    raises(PointCloudError, tmp_path / "objects.npy", "objects.npy", "pickled", "never loads")
 
 
 def test_single_point_and_too_few_points(tmp_path):
@@ -362,3 +360,168 @@ def test_normalization_is_frozen_and_validated(cloud):
         Normalization(center=(0, 0), scale=1.0)
     with pytest.raises(PointCloudError, match="identical"):
         Normalization.from_points(np.ones((10, 3)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Hostile files: refused from their headers, before anything is decompressed or allocated
+
+
+def _zip_bomb(path, decoded_bytes: int, key: str = "points"):
+    """An .npz whose member is a valid (N, 3) float32 array of zeros: tiny on disk, huge decoded.
+
+    Streamed into the archive so that building it costs no memory.
+    """
+    import zipfile
+
+    rows = decoded_bytes // 12
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((0, 3), np.float32))
+    header["shape"] = (rows, 3)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            chunk = bytes(1 << 22)
+            for _ in range(rows * 12 // len(chunk)):
+                member.write(chunk)
+            member.write(bytes(rows * 12 % len(chunk)))
+    return path
+
+
+def _load_traced(path, **kwargs):
+    """(the exception raised, peak bytes Python and numpy allocated, seconds) for a load."""
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        load_point_cloud(path, **kwargs)
+        error = None
+    except DiffCDError as caught:
+        error = caught
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return error, peak, seconds
+
+
+def test_npz_zip_bomb_is_refused_before_decompressing(tmp_path):
+    from diffcd.errors import LimitError
+
+    bomb = _zip_bomb(tmp_path / "bomb.npz", 128 << 20)
+    assert bomb.stat().st_size < 200 << 10  # about 130 KB on disk, 134 MB decoded (ratio ~1000)
+    error, peak, seconds = _load_traced(bomb)
+    assert isinstance(error, PointCloudError) and isinstance(error, LimitError), error
+    assert "bomb.npz" in str(error) and "decompressed" in str(error)
+    assert peak < 8 << 20, f"{peak / 1e6:.0f} MB allocated while refusing"
+    assert seconds < 2.0
+
+
+def test_npz_decoded_size_bound_without_the_ratio_check(tmp_path):
+    from diffcd.io import InputLimits, PointCloudLimitError
+
+    bomb = _zip_bomb(tmp_path / "big.npz", 64 << 20)
+    limits = InputLimits(max_decoded_bytes=16 << 20, max_compression_ratio=1e9)
+    error, peak, _ = _load_traced(bomb, limits=limits)
+    assert isinstance(error, PointCloudLimitError) and "would decode to 67.1 MB" in str(error), error
+    assert peak < 8 << 20
+
+
+def test_npz_member_whose_header_lies_about_its_shape(tmp_path):
+    import zipfile
+
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((0, 3), np.float32))
+    header["shape"] = (10**7, 3)  # 120 MB claimed (within the caps), a few bytes stored
+    with zipfile.ZipFile(tmp_path / "liar.npz", "w") as archive:
+        with archive.open("points.npy", "w") as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            member.write(bytes(120))
+    error, peak, _ = _load_traced(tmp_path / "liar.npz")
+    assert isinstance(error, PointCloudError) and "truncated" in str(error), error
+    assert peak < 8 << 20
+
+
+def test_npy_header_is_bounded_before_allocating(tmp_path):
+    from diffcd.io import InputLimits, PointCloudLimitError
+
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((0, 3), np.float64))
+    header["shape"] = (10**10, 3)
+    with open(tmp_path / "huge.npy", "wb") as file:
+        np.lib.format.write_array_header_1_0(file, header)
+        file.write(bytes(240))
+    error, peak, _ = _load_traced(tmp_path / "huge.npy")
+    assert isinstance(error, PointCloudLimitError) and "10,000,000,000 points" in str(error), error
+    assert peak < 8 << 20
+    np.save(tmp_path / "ok.npy", np.random.default_rng(0).normal(size=(1000, 3)))
+    raises(PointCloudLimitError, tmp_path / "ok.npy", "ok.npy", "more than the 500", limits=InputLimits(max_elements=500))
+
+
+def test_file_size_and_text_rows_are_bounded(tmp_path, cloud):
+    from diffcd.io import InputLimits, PointCloudLimitError
+
+    save_point_cloud(tmp_path / "c.xyz", cloud[0])
+    raises(PointCloudLimitError, tmp_path / "c.xyz", "c.xyz", "allowed",
+           limits=InputLimits(max_file_bytes=1000))
+    raises(PointCloudLimitError, tmp_path / "c.xyz", "c.xyz", "rows", limits=InputLimits(max_elements=100))
+    assert len(load_point_cloud(tmp_path / "c.xyz", limits=InputLimits(max_elements=1000))) == 500
+
+
+def test_downsampling_still_applies_below_the_hard_caps(tmp_path, cloud):
+    from diffcd.io import InputLimits
+
+    save_point_cloud(tmp_path / "c.npy", cloud[0])
+    with pytest.warns(DiffCDWarning, match="random subset"):
+        loaded = load_point_cloud(tmp_path / "c.npy", max_points=100, limits=InputLimits(max_elements=500))
+    assert len(loaded) == 100 and loaded.original_count == 500
+
+
+@pytest.mark.parametrize("kind", ["ply", "off", "stl"])
+def test_mesh_headers_declaring_huge_counts_are_refused(tmp_path, kind):
+    from diffcd.errors import LimitError
+    from diffcd.io import MeshLimitError
+
+    path = tmp_path / f"huge.{kind}"
+    if kind == "ply":
+        path.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 2000000000\n"
+                         b"property float x\nproperty float y\nproperty float z\nend_header\n" + bytes(36))
+    elif kind == "off":
+        path.write_text("OFF\n2000000000 1000000000 0\n0 0 0\n")
+    else:  # a binary STL's count is trusted only when the file's size matches it
+        from diffcd.io import InputLimits
+
+        box_mesh().export(path)
+        with pytest.raises(MeshLimitError, match="12 vertices and faces"):
+            load_mesh(path, limits=InputLimits(max_elements=5))
+        return
+    error, peak, _ = _load_traced(path)
+    assert isinstance(error, LimitError) and isinstance(error, PointCloudError), error
+    assert "2,000,000,000" in str(error) or "3,000,000,000" in str(error)
+    assert peak < 8 << 20
+    with pytest.raises(MeshLimitError):
+        load_mesh(path)
+
+
+def test_mesh_loads_open_no_other_file(tmp_path):
+    """An OBJ's mtllib (or a glTF's buffer URI) must not make trimesh read files next to or above it."""
+    import sys
+
+    secret = tmp_path / "secret.mtl"
+    secret.write_text("newmtl leak\nKd 1 0 0\n")
+    obj = tmp_path / "upload" / "mesh.obj"
+    obj.parent.mkdir()
+    obj.write_text("mtllib ../secret.mtl\nmtllib /etc/passwd\nusemtl leak\n"
+                   "v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n")
+    opened = []
+    active = [True]
+
+    def hook(event, args):
+        if active[0] and event == "open" and isinstance(args[0], (str, bytes)):
+            opened.append(str(args[0]))
+
+    sys.addaudithook(hook)
+    try:
+        mesh = load_mesh(obj)
+        load_point_cloud(obj, mesh_samples=200)
+    finally:
+        active[0] = False
+    assert len(mesh.faces) == 4
+    assert not [p for p in opened if "secret" in p or "passwd" in p], opened

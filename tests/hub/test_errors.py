@@ -198,8 +198,25 @@ def test_unreachable_hub(hf_env, tmp_path):
 def test_messages_never_contain_tokens(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_env_secret_value")
     assert str(HubError("bad hf_env_secret_value here")) == "bad *** here"
-    from hub.errors import remember_secret
+    from hub.errors import remember_secret, secret_scope
 
-    remember_secret("hf_argument_secret")
-    assert "hf_argument_secret" not in scrub("token=hf_argument_secret")
-    assert "hf_argument_secret" not in str(UploadError(f"{io.StringIO} hf_argument_secret"))
+    with secret_scope():
+        remember_secret("hf_argument_secret")
+        assert "hf_argument_secret" not in scrub("token=hf_argument_secret")
+        assert "hf_argument_secret" not in str(UploadError(f"{io.StringIO} hf_argument_secret"))
+    # the request is over: its token is not kept anywhere (issue 8, item 7)
+    assert "hf_argument_secret" in scrub("token=hf_argument_secret")
+    remember_secret("hf_outside_any_request")
+    assert "hf_outside_any_request" in scrub("hf_outside_any_request")
+
+
+def test_a_visitors_token_is_not_kept_after_the_pull(hub_server, monkeypatch):
+    import gc
+
+    with pytest.raises(AuthError):
+        load_sdf("user/nothing", token="hf_visitor_token_9f8e7d")
+    gc.collect()
+    assert "hf_visitor_token_9f8e7d" in scrub("hf_visitor_token_9f8e7d")  # no process-wide set holds it
+    import hub.errors
+
+    assert not hasattr(hub.errors, "_SECRETS")

@@ -66,8 +66,9 @@ def test_model_card(hub_server, run_dir):
     meta = yaml.safe_load(text.split("---")[1])
     assert meta["library_name"] == "diffcd" and meta["license"] == "mit"
     assert set(meta["tags"]) == {"sdf", "implicit-surface", "point-cloud", "surface-reconstruction", "jax",
-                                 "flax", "diffcd"}
-    for snippet in ("from hub import load_sdf", 'sdf = load_sdf("user/card")', "mesh = sdf.extract_mesh(256)",
+                                 "flax", "diffcd", "arxiv:2407.17058", "model_hub_mixin"}
+    for snippet in ("from hub import SDFModel", 'sdf = SDFModel.from_pretrained("user/card")',
+                    "mesh = sdf.extract_mesh(256)",
                     "@inproceedings{haerenstam2024diffcd", "## Metrics", "| eval | chamfer | 0.0123 |",
                     "sphere.ply", "**DiffCD**"):
         assert snippet in text, snippet
@@ -81,11 +82,11 @@ def test_export_folder_and_cloud(hub_server, api, tmp_path):
     cloud = np.load(hf_hub_download("user/igr", "cloud.npy", endpoint=hub_server.url), allow_pickle=False)
     assert cloud.shape == (20_000, 3) and cloud.dtype == np.float32
     assert "igr" in api.model_info("user/igr").tags
-    # a pull never fetches files outside its list (here: cloud.npy)
+    # a pull fetches only what it loads (not cloud.npy, not mesh.glb unless the published mesh is asked for)
     before = len(hub_server.requests)
     pulled = pull_checkpoint("user/igr", token=TOKEN)
     fetched = sorted({r["path"].rsplit("/", 1)[-1] for r in hub_server.requests[before:] if r["endpoint"] == "resolve"})
-    assert fetched == ["README.md", "config.json", "mesh.glb", "model.safetensors"]
+    assert fetched == ["README.md", "config.json", "model.safetensors"]
     assert pulled.metrics == {} and pulled.mesh_path is None
 
 
@@ -112,9 +113,11 @@ def test_second_pull_downloads_nothing_and_works_offline(hub_server, run_dir, tm
     sha = push_checkpoint(run_dir, "user/cached", token=TOKEN).commit_sha
     pull_checkpoint("user/cached", token=TOKEN)
     count = len(_downloads(hub_server))
-    assert count == 5  # the five listed files, once each
+    assert count == 4  # config, weights, card, metrics; once each
     again = pull_checkpoint("user/cached", token=TOKEN, out_dir=tmp_path / "o", resolution=0)
-    assert len(_downloads(hub_server)) == count and again.commit_sha == sha
+    assert len(_downloads(hub_server)) == count + 1 and again.commit_sha == sha  # + the published mesh
+    pull_checkpoint("user/cached", token=TOKEN, out_dir=tmp_path / "o2", resolution=0)
+    assert len(_downloads(hub_server)) == count + 1
     assert (tmp_path / "o" / "mesh.glb").read_bytes() == (run_dir / "mesh.glb").read_bytes()
 
     hub_server.stop()
