@@ -29,16 +29,7 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-_HOME = tempfile.mkdtemp(prefix="diffcd-loadfault-hf-")
-os.environ["HF_HOME"] = _HOME  # no stored login, a cache of its own
-os.environ.pop("HF_TOKEN", None)
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOKEN, USER = "hf_loadfault_SECRET_token_5521", "loadtester"
@@ -323,7 +314,19 @@ Failed checks:
 """)
 
 
+def _prepare_environment() -> None:
+    """Loopback only, no telemetry, no stored login: set before gradio and huggingface_hub load."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="diffcd-loadfault-hf-")
+    os.environ.pop("HF_TOKEN", None)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _prepare_environment()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=8)
     parser.add_argument("--time-limit", type=float, default=90.0)
