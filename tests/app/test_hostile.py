@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from _apptest import TINY_PRESET, fit_args
 
-from space.errors import as_sentence, catch_all
+from space.errors import catch_all
 from space.jobs import Budget, ComputeLine
 from space.limits import Limits
 from space.sessions import SHARED_FOLDER, SessionStore
