@@ -345,7 +345,7 @@ def main() -> None:
                              "shows what DiffCD costs without its projection steps)")
     parser.add_argument("--steps", type=int, default=10, help="steps per timed chunk")
     parser.add_argument("--repeats", type=int, default=3, help="timed chunks per method (best is kept)")
-    parser.add_argument("--mesh", nargs="+", type=int, default=[128, 256], help="meshing resolutions (paper net)")
+    parser.add_argument("--mesh", nargs="*", type=int, default=[128, 256], help="meshing resolutions (paper net)")
     parser.add_argument("--compile", nargs="*", default=["diffcd"], metavar="METHOD",
                         help="time compilation of these methods per preset, cold and from the persistent cache")
     parser.add_argument("--full-fit", nargs="*", default=[], metavar="METHOD",

@@ -317,6 +317,12 @@ def _chunk_program(network, method, method_key, batch_size, adam, precision) -> 
     return _ChunkProgram(network, method, method_key, batch_size, adam, precision)
 
 
+def _grid_in_background() -> bool:
+    """Whether an overlapped refresh also evaluates its grid in the background thread (on a CPU,
+    whose cores are the device; see Fitter._start_refresh)."""
+    return jax.default_backend() == "cpu"
+
+
 @dataclasses.dataclass
 class _PendingSeeds:
     """A seed refresh running in the background, to be swapped in at `swap_step`."""
@@ -574,19 +580,30 @@ class Fitter:
             self._timings["snapshot_seconds"] += time.perf_counter() - start
 
     # -- DiffCD's surface seeds ----------------------------------------------------------------
+    # A refresh (method.md §4, step 1) has a device part, f on the seed-mesh grid, and a host
+    # part: marching cubes, area-uniform seeds on the mesh, their candidate nearest cloud points.
+    # Overlapped, the host part runs in a background thread. On an accelerator the grid is
+    # evaluated between two chunks (a few passes over the blocks that may hold the surface):
+    # evaluations from another thread would queue behind training chunks on the device's one
+    # compute stream, once per block level. On a CPU the cores are the device, and the grid is
+    # evaluated in the background thread too, beside training.
     def _refresh_surface_seeds(self, step: int) -> None:
         """DiffCD: new seeds from the current f, before the next chunk runs (synchronous)."""
         start = time.perf_counter()
-        self._install_seeds(self._surface_seed_data(self.state.params, step))
+        self._install_seeds(self._surface_seed_data(self._seed_grid(self.state.params), step))
         self._timings["seed_wait_seconds"] += time.perf_counter() - start
 
     def _start_refresh(self, workers, step: int, swap_step: int) -> _PendingSeeds:
-        """Begin a refresh from the parameters at `step` in the background thread.
-
-        The next chunk donates the parameters' buffers, so the thread meshes a device copy.
-        """
-        params = jax.tree_util.tree_map(jnp.copy, self.state.params)
-        return _PendingSeeds(step, swap_step, workers.submit(self._surface_seed_data, params, step))
+        """Begin a refresh from the parameters at `step`; its seeds are swapped in at swap_step."""
+        if _grid_in_background():
+            # The next chunk donates the parameters' buffers: the thread evaluates a copy.
+            params = jax.tree_util.tree_map(jnp.copy, self.state.params)
+            job = lambda: self._surface_seed_data(self._seed_grid(params), step)
+            return _PendingSeeds(step, swap_step, workers.submit(job))
+        start = time.perf_counter()
+        grid = self._seed_grid(self.state.params)
+        self._timings["seed_wait_seconds"] += time.perf_counter() - start
+        return _PendingSeeds(step, swap_step, workers.submit(self._surface_seed_data, grid, step))
 
     def _wait_for(self, pending: _PendingSeeds) -> dict[str, Any]:
         start = time.perf_counter()
@@ -594,18 +611,26 @@ class Fitter:
         self._timings["seed_wait_seconds"] += time.perf_counter() - start
         return data
 
-    def _surface_seed_data(self, params: Params, step: int) -> dict[str, Any]:
-        """DiffCD's seed refresh (method.md §4, step 1): mesh f, draw area-uniform seeds on it and
-        find each seed's candidate nearest cloud points. Host work apart from the grid
-        evaluation, safe to run in a background thread (it reads, never writes, the fitter)."""
+    def _seed_grid(self, params: Params) -> tuple[np.ndarray, float]:
+        """f on the seed mesh's grid (coarse-to-fine: exact where the surface may be), and the
+        seconds it took."""
         start = time.perf_counter()
+        evaluate = lambda x: evaluate_in_chunks(self.config.network, params, x)
+        values, _ = meshing.evaluate_coarse_to_fine(evaluate, self.config.method_config.seed_mesh_resolution)
+        return values, time.perf_counter() - start
+
+    def _surface_seed_data(self, grid: tuple[np.ndarray, float], step: int) -> dict[str, Any]:
+        """The host part of a refresh: mesh the grid, draw area-uniform seeds on the mesh and find
+        each seed's candidate nearest cloud points. Safe in a background thread: it reads, never
+        writes, the fitter."""
+        start = time.perf_counter()
+        values, grid_seconds = grid
         cfg = self.config.method_config
         seed = [self.config.seed, step]
-        evaluate = lambda x: evaluate_in_chunks(self.config.network, params, x)
         fell_back = False
         try:
-            mesh = meshing.extract_mesh(evaluate, cfg.seed_mesh_resolution)
-            seeds = sample_triangles(mesh.vertices[mesh.faces], cfg.seed_count, seed, "seed mesh")[0]
+            vertices, faces = meshing.marching_cubes(values)
+            seeds = sample_triangles(vertices[faces], cfg.seed_count, seed, "seed mesh")[0]
         except (NoSurfaceError, MeshError):
             # Without a level set, start from the cloud itself: the projection moves these seeds
             # onto whatever surface appears.
@@ -618,7 +643,7 @@ class Fitter:
         return {
             "arrays": {"seeds": seeds, "seed_candidates": candidates, "seed_radius": radius},
             "fell_back": fell_back,
-            "seconds": time.perf_counter() - start,
+            "seconds": grid_seconds + time.perf_counter() - start,
         }
 
     def _install_seeds(self, refresh: dict[str, Any]) -> None:

@@ -264,6 +264,11 @@ def test_overlapped_seed_refreshes_swap_in_later_reproducibly_and_fit_as_well():
     assert summary["seed_refresh_overlapped_seconds"] == pytest.approx(
         summary["seed_mesh_seconds"] - summary["seed_refresh_wait_seconds"], abs=1e-3)
     assert _params_equal(overlapped[0].fitted.params, overlapped[1].fitted.params)  # same seed, same fit
+    # On an accelerator the grid is evaluated between chunks, only the host part in the thread
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("diffcd.fit._grid_in_background", lambda: False)
+        accelerator_path = run_to_end(Fitter(cloud, base))[-1].result
+    assert _params_equal(overlapped[0].fitted.params, accelerator_path.fitted.params)
     assert not _params_equal(overlapped[0].fitted.params, synchronous.fitted.params)
     # Seeds at most 1.25 refresh intervals old fit the cloud as well as the paper's refresh
     distance = lambda result: float(np.abs(result.fitted(cloud)).mean())
