@@ -11,10 +11,43 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+from diffcd.compilation_cache import enable_compilation_cache  # noqa: E402
 from space import QUEUE_MAX_SIZE, build_app, launch_options  # noqa: E402
 
+enable_compilation_cache()  # compiled programs persist across restarts (DIFFCD_COMPILATION_CACHE)
 demo = build_app()
 demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)
 
+
+def warm_up_in_background() -> None:
+    """Compile the default preset's DiffCD fit of the default example while the app starts, so
+    that the first visitor does not wait for it (10-30 s on a GPU). DIFFCD_WARM_UP=0 skips it."""
+    import logging
+    import threading
+
+    import jax
+
+    from diffcd import load_point_cloud
+    from diffcd.fit import warm_up
+    from space.examples import get_example
+    from space.presets import default_preset_name, library_presets
+
+    def work() -> None:
+        try:
+            gpu = jax.default_backend() == "gpu"
+            presets = library_presets(gpu)
+            example = get_example("torus")
+            if example is not None:
+                config = presets[default_preset_name(presets, gpu)].config("diffcd")
+                seconds = warm_up(config, load_point_cloud(example.cloud))
+                logging.getLogger("diffcd.app").info("warm-up compiled the default fit in %.1f s", seconds)
+        except Exception:  # a failed warm-up only means the first fit compiles
+            logging.getLogger("diffcd.app").exception("warm-up failed")
+
+    if os.environ.get("DIFFCD_WARM_UP", "1") != "0":
+        threading.Thread(target=work, name="diffcd-warm-up", daemon=True).start()
+
+
 if __name__ == "__main__":
+    warm_up_in_background()
     demo.launch(**launch_options())

@@ -82,6 +82,9 @@ def main() -> None:
     parser.add_argument("--examples", nargs="+", default=_all_cases())
     parser.add_argument("--steps", type=int, help="override the preset's steps")
     args = parser.parse_args()
+    from diffcd.compilation_cache import enable_compilation_cache
+
+    enable_compilation_cache()
 
     rows = []
     for example in args.examples:

@@ -1,6 +1,10 @@
-"""Speed benchmark: steps/s per method, compile time, meshing dense vs coarse-to-fine, memory.
+"""Speed benchmark: steps/s per method, compile time (cold and cached), seed refreshes and how
+much of them overlaps training, whole fits with their final mesh and metrics, meshing dense vs
+coarse-to-fine, memory.
 
     python -m benchmarks.speed [--sizes cpu-quick paper] [--steps 20] [--mesh 128 256]
+    python -m benchmarks.speed --sizes cpu-quick --full-fit diffcd --overlap both   # refresh A/B
+    python -m benchmarks.speed --gpu-report            # on a GPU: see gpu_report(), ~8 min on an H200
 
 Prints a table and writes benchmarks/results/speed-<backend>.md and .json (linked from the
 README). Timings exclude compilation: each method first runs one chunk, then a timed run.
@@ -11,21 +15,32 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from diffcd import METHODS, Fitter, make_config
-from diffcd.io import load_point_cloud
+from diffcd import METHODS, Fitter, make_config, metrics
+from diffcd.compilation_cache import ENV_VAR as CACHE_ENV_VAR
+from diffcd.compilation_cache import enable_compilation_cache
+from diffcd.fit import warm_up
+from diffcd.io import load_mesh, load_point_cloud
 from diffcd.meshing import extract_mesh
 from diffcd.sdf import evaluate_in_chunks
 
+ROOT = Path(__file__).parent.parent
 RESULTS = Path(__file__).parent / "results"
-CLOUD = Path(__file__).parent.parent / "examples" / "bracket_cloud.npy"
+CLOUD = ROOT / "examples" / "bracket_cloud.npy"
+GT_MESH = ROOT / "examples" / "bracket_gt.ply"
+APP_CLOUD = ROOT / "examples" / "torus_cloud.npy"
+"""The app's default example: its first-fit latency is measured on it."""
 
 
 def _variant(name: str) -> tuple[str, dict]:
@@ -38,9 +53,10 @@ def _variant(name: str) -> tuple[str, dict]:
     return method, overrides
 
 
-def _timed_fitter(cloud, preset: str, name: str, steps: int, repeats: int):
+def _timed_fitter(cloud, preset: str, name: str, steps: int, repeats: int, precision: str = "highest"):
     method, overrides = _variant(name)
-    base = make_config(preset, method, method_overrides=overrides or None)
+    base = dataclasses.replace(make_config(preset, method, method_overrides=overrides or None),
+                               precision=precision)
     schedule = dataclasses.replace(base.schedule, steps=(repeats + 2) * steps, warmup_steps=steps)
     config = dataclasses.replace(base, chunk_steps=steps, schedule=schedule)
     if method == "diffcd":  # time training steps only: no seed refresh inside the timed chunks
@@ -50,10 +66,11 @@ def _timed_fitter(cloud, preset: str, name: str, steps: int, repeats: int):
     return Fitter(cloud, config)
 
 
-def steps_per_second(cloud, preset: str, methods: list[str], steps: int, repeats: int) -> list[dict]:
+def steps_per_second(cloud, preset: str, methods: list[str], steps: int, repeats: int,
+                     precision: str = "highest", flops: bool = True) -> list[dict]:
     """Each method's best chunk time over `repeats`, methods interleaved so that load from other
     processes affects them alike."""
-    fitters = {m: _timed_fitter(cloud, preset, m, steps, repeats) for m in methods}
+    fitters = {m: _timed_fitter(cloud, preset, m, steps, repeats, precision) for m in methods}
     runs = {m: f.run() for m, f in fitters.items()}
     for run in runs.values():
         next(run)  # compile + first chunk (includes the step-0 seed mesh for DiffCD)
@@ -67,17 +84,45 @@ def steps_per_second(cloud, preset: str, methods: list[str], steps: int, repeats
     for method, fitter in fitters.items():
         runs[method].close()
         summary = fitter.summary()
-        flops = fitter.step_flops()
-        rows.append({
+        row = {
             "preset": preset, "method": method, "batch_size": fitter.config.batch_size,
+            "precision": precision,
             "compile_seconds": round(summary["compile_seconds"], 2),
             "steps_per_second": round(steps / best[method], 3),
             "seconds_per_step": round(best[method] / steps, 4),
             "seed_mesh_seconds": round(summary["seed_mesh_seconds"], 2),
-            "gflop_per_step": round(flops / 1e9, 2),
-            "gflop_per_second": round(flops / 1e9 / (best[method] / steps), 1),
-        })
+        }
+        if flops:
+            count = fitter.step_flops()
+            row["gflop_per_step"] = round(count / 1e9, 2)
+            row["gflop_per_second"] = round(count / 1e9 / (best[method] / steps), 1)
+        rows.append(row)
     return rows
+
+
+_COMPILE_ONE = """
+import json, sys, time
+from diffcd import Fitter, make_config, load_point_cloud
+from diffcd.compilation_cache import enable_compilation_cache
+enable_compilation_cache()
+fitter = Fitter(load_point_cloud(sys.argv[1]), make_config(sys.argv[2], sys.argv[3]))
+print(json.dumps({"compile_seconds": fitter.compile()}))
+"""
+
+
+def compile_cold_and_cached(preset: str, method: str) -> dict:
+    """Seconds to compile a fit's chunk programs in a fresh process: with an empty persistent
+    cache (cold), then in a second process with the cache the first one filled (cached)."""
+    out = {"preset": preset, "method": method}
+    with tempfile.TemporaryDirectory(prefix="diffcd-cache-") as cache:
+        env = {**os.environ, CACHE_ENV_VAR: cache}
+        for name in ("cold", "cached"):
+            done = subprocess.run([sys.executable, "-c", _COMPILE_ONE, str(CLOUD), preset, method],
+                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr[-2000:])
+            out[f"{name}_seconds"] = round(json.loads(done.stdout.strip().splitlines()[-1])["compile_seconds"], 2)
+    return out
 
 
 NO_PROJECTION = "diffcd:projection_steps=0"
@@ -93,30 +138,59 @@ def cost_ratios(rows: list[dict], method: str, cost: str) -> dict[str, float]:
     return ratios
 
 
-def full_fit(cloud, preset: str, method: str, steps: int | None) -> dict:
-    """Wall time of a whole fit as a user runs it: compile, seed meshes, training, final mesh."""
-    config = make_config(preset, method, steps=steps)
+def full_fit(cloud, preset: str, method: str, steps: int | None, *, overlap: bool = True,
+             precision: str = "highest", gt_mesh=None, label: str = "") -> tuple[dict, object]:
+    """Wall time of a whole fit as a user runs it: compile, seed refreshes, training, final mesh,
+    and the final mesh's metrics against `gt_mesh`. Returns the row and the fitted SDF."""
+    config = dataclasses.replace(make_config(preset, method, steps=steps),
+                                 overlap_seed_refresh=overlap, precision=precision)
     fitter = Fitter(cloud, config)
     start, reported = time.perf_counter(), 0
     for event in fitter.run():
         if 10 * event.step // event.total_steps > reported:  # a line per tenth of the fit
             reported = 10 * event.step // event.total_steps
-            print(f"  {method}: step {event.step}/{event.total_steps}, "
+            print(f"  {method}{label}: step {event.step}/{event.total_steps}, "
                   f"{time.perf_counter() - start:.0f} s", flush=True)
     fit_seconds = time.perf_counter() - start
-    fitter.fitted().extract_mesh(config.mesh_resolution)
+    fitted = fitter.fitted()
+    mesh = fitted.extract_mesh(config.mesh_resolution)
     mesh_seconds = time.perf_counter() - start - fit_seconds
     summary = fitter.summary()
-    return {
-        "preset": preset, "method": method, "steps": summary["steps"],
+    row = {
+        "preset": preset, "method": method, "steps": summary["steps"], "precision": precision,
+        "overlap": summary["seed_refresh_overlap"],
         "wall_seconds": round(fit_seconds + mesh_seconds, 1),
         "fit_seconds": round(fit_seconds, 1),
+        "train_seconds": round(summary["train_seconds"], 1),
         "final_mesh_seconds": round(mesh_seconds, 1),
         "final_mesh_resolution": config.mesh_resolution,
         "compile_seconds": round(summary["compile_seconds"], 1),
+        "seed_refreshes": summary["seed_refreshes"],
         "seed_mesh_seconds": round(summary["seed_mesh_seconds"], 1),
+        "seed_refresh_wait_seconds": round(summary["seed_refresh_wait_seconds"], 1),
+        "seed_refresh_overlapped_seconds": round(summary["seed_refresh_overlapped_seconds"], 1),
         "steps_per_second": summary["steps_per_second"],
     }
+    if gt_mesh is not None:
+        scores = metrics.evaluate_mesh(mesh, gt_mesh, n_samples=30_000)
+        row.update(chamfer=round(scores["chamfer"], 6), normal_angle_deg=round(scores["normal_angle_deg"], 3))
+    return row, fitted
+
+
+def refresh_ab(cloud, preset: str, method: str, steps: int | None, overlap: str, rounds: int,
+               gt_mesh=None) -> list[dict]:
+    """Whole fits with the seed refresh overlapped and synchronous, interleaved (`rounds` each)
+    so that load from other processes affects both alike."""
+    variants = {"on": [True], "off": [False], "both": [False, True]}[overlap]
+    rows = []
+    for round_ in range(rounds):
+        for flag in variants:
+            row, _ = full_fit(cloud, preset, method, steps, overlap=flag, gt_mesh=gt_mesh,
+                              label=f" (overlap {'on' if flag else 'off'}, round {round_ + 1})")
+            row["round"] = round_ + 1
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
 
 
 def meshing(cloud, resolution: int, preset: str) -> dict:
@@ -139,6 +213,130 @@ def meshing(cloud, resolution: int, preset: str) -> dict:
     return out
 
 
+def _app_first_fit(preset: str, mode: str, cache: str, steps: int | None) -> dict:
+    """Seconds from pressing Fit to the first progress event of the app's default fit (DiffCD on
+    the torus example), in a fresh process: `cold` (empty persistent cache), `cached` (the cache
+    a cold run filled) or `warmed` (after warm_up, which the app runs at start-up)."""
+    code = f"""
+import json, time, dataclasses
+from diffcd import Fitter, make_config, load_point_cloud
+from diffcd.compilation_cache import enable_compilation_cache
+from diffcd.fit import warm_up
+enable_compilation_cache()
+cloud = load_point_cloud({str(APP_CLOUD)!r})
+config = make_config({preset!r}, "diffcd", steps={steps!r})
+warm = warm_up(config, cloud) if {mode!r} == "warmed" else 0.0
+start = time.perf_counter()
+event = next(Fitter(cloud, config).run())
+print(json.dumps({{"first_event_seconds": time.perf_counter() - start, "warm_up_seconds": warm,
+                  "first_event_step": event.step}}))
+"""
+    env = {**os.environ, CACHE_ENV_VAR: cache}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"preset": preset, "mode": mode, **{k: round(v, 2) for k, v in row.items()}}
+
+
+def gpu_report(args: argparse.Namespace) -> dict:
+    """The GPU check of issue 11, one run of about 8 minutes on one H200:
+
+    1. paper-preset steps/s of DiffCD at each matmul precision (highest, high, default);
+    2. the app's first-fit latency (gpu-demo, torus): cold cache, cached, after the warm-up;
+    3. a whole 40k-step paper DiffCD fit at "highest" (fp32) and at "default" (TF32): wall time,
+       compile, seed refreshes and how much of them overlapped training, final 512³ mesh, and
+       quality (Chamfer, normal angle against the ground truth; each fit's cloud distance; the
+       two surfaces' distance to each other).
+
+    Each part is written to the results file as soon as it is done, so a run cut short keeps
+    what it measured. `--dry-run` does the same with the cpu-quick preset and few steps, to
+    test this code on a CPU.
+    """
+    dry = args.dry_run
+    if jax.default_backend() != "gpu" and not dry:
+        raise SystemExit("--gpu-report needs a GPU (jax.default_backend() is "
+                         f"{jax.default_backend()!r}); --dry-run checks the script on a CPU.")
+    preset = "cpu-quick" if dry else "paper"
+    app_preset = "cpu-quick" if dry else "gpu-demo"
+    fit_steps = args.full_fit_steps or (48 if dry else None)
+    cloud = load_point_cloud(CLOUD)
+    gt_mesh = load_mesh(GT_MESH)
+    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "backend": jax.default_backend(),
+              "device": jax.devices()[0].device_kind, "jax": jax.__version__, "dry_run": dry,
+              "cloud": f"{CLOUD.name} ({len(cloud.points)} points)", "precision_steps": [],
+              "app_first_fit": [], "full_fits": []}
+    name = f"speed-{jax.default_backend()}-report{'-dry-run' if dry else ''}"
+    out = Path(args.out_dir) if args.out_dir else RESULTS
+
+    def save() -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out / f"{name}.md").write_text(gpu_markdown(report))
+
+    for precision in ("highest", "high", "default"):
+        row = steps_per_second(cloud, preset, ["diffcd"], args.steps, args.repeats, precision, flops=False)[0]
+        report["precision_steps"].append(row)
+        print(json.dumps(row), flush=True)
+        save()
+    with tempfile.TemporaryDirectory(prefix="diffcd-cache-") as cache:
+        for mode in ("cold", "cached", "warmed"):
+            row = _app_first_fit(app_preset, mode, cache, 48 if dry else None)
+            report["app_first_fit"].append(row)
+            print(json.dumps(row), flush=True)
+            save()
+    fits = {}
+    for precision in ("highest", "default"):
+        row, fits[precision] = full_fit(cloud, preset, "diffcd", fit_steps, precision=precision,
+                                        gt_mesh=gt_mesh, label=f" ({precision})")
+        row["cloud_to_surface_mean"] = round(float(abs(fits[precision](cloud.points)).mean()), 6)
+        report["full_fits"].append(row)
+        print(json.dumps(row), flush=True)
+        save()
+    # How far the fast fit's surface is from the fp32 fit's: |f_fp32| at the fast fit's cloud-side
+    # zero set is hard to get; the fp32 field at the cloud and the fields' difference there are not.
+    difference = abs(fits["default"](cloud.points) - fits["highest"](cloud.points))
+    report["fast_vs_fp32"] = {"field_difference_mean": round(float(difference.mean()), 6),
+                              "field_difference_max": round(float(difference.max()), 6)}
+    save()
+    return report
+
+
+def gpu_markdown(report: dict) -> str:
+    lines = [f"# GPU check ({report['backend']}: {report['device']}){' — DRY RUN on a CPU' if report['dry_run'] else ''}",
+             "", f"{report['date']}, JAX {report['jax']}, cloud {report['cloud']}.", "",
+             "| preset | method | precision | steps/s | s/step | compile s |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in report["precision_steps"]:
+        lines.append(f"| {r['preset']} | {r['method']} | {r['precision']} | {r['steps_per_second']} | "
+                     f"{r['seconds_per_step']} | {r['compile_seconds']} |")
+    lines += ["", "App first fit (seconds from Fit to the first progress event, fresh process):", "",
+              "| preset | cache | first event s | warm-up s (at start-up) |", "| --- | --- | --- | --- |"]
+    for r in report["app_first_fit"]:
+        lines.append(f"| {r['preset']} | {r['mode']} | {r['first_event_seconds']} | {r['warm_up_seconds']} |")
+    lines += ["", "Whole DiffCD fits:", "", FULL_FIT_HEADER, FULL_FIT_RULE]
+    lines += [_full_fit_line(r) for r in report["full_fits"]]
+    if report.get("fast_vs_fp32"):
+        d = report["fast_vs_fp32"]
+        lines += ["", f"|f_default − f_highest| at the cloud points: mean {d['field_difference_mean']}, "
+                      f"max {d['field_difference_max']} (normalised to the input's units)."]
+    return "\n".join(lines) + "\n"
+
+
+FULL_FIT_HEADER = ("| preset | method | precision | overlap | steps | wall s | compile s | train s | refreshes | "
+                   "refresh s | waited s | overlapped s | final mesh s | steps/s | Chamfer | normal ° |")
+FULL_FIT_RULE = "| " + " | ".join(["---"] * 16) + " |"
+
+
+def _full_fit_line(r: dict) -> str:
+    return (f"| {r['preset']} | {r['method']} | {r.get('precision', 'highest')} | {r.get('overlap', '')} | "
+            f"{r['steps']} | {r['wall_seconds']} | {r['compile_seconds']} | {r.get('train_seconds', '')} | "
+            f"{r.get('seed_refreshes', '')} | {r['seed_mesh_seconds']} | {r.get('seed_refresh_wait_seconds', '')} | "
+            f"{r.get('seed_refresh_overlapped_seconds', '')} | {r['final_mesh_seconds']} "
+            f"({r['final_mesh_resolution']}³) | {r['steps_per_second']} | {r.get('chamfer', '')} | "
+            f"{r.get('normal_angle_deg', '')} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=["cpu-quick", "paper"])
@@ -147,17 +345,35 @@ def main() -> None:
                              "shows what DiffCD costs without its projection steps)")
     parser.add_argument("--steps", type=int, default=10, help="steps per timed chunk")
     parser.add_argument("--repeats", type=int, default=3, help="timed chunks per method (best is kept)")
-    parser.add_argument("--mesh", nargs="+", type=int, default=[128, 256], help="meshing resolutions (paper net)")
+    parser.add_argument("--mesh", nargs="*", type=int, default=[128, 256], help="meshing resolutions (paper net)")
+    parser.add_argument("--compile", nargs="*", default=["diffcd"], metavar="METHOD",
+                        help="time compilation of these methods per preset, cold and from the persistent cache")
     parser.add_argument("--full-fit", nargs="*", default=[], metavar="METHOD",
                         help="also time whole fits of these methods at the last of --sizes (for a GPU: "
                              "the paper preset's 40k steps take hours on a CPU)")
     parser.add_argument("--full-fit-steps", type=int, help="steps of the whole fits (default: the preset's)")
+    parser.add_argument("--overlap", choices=["on", "off", "both"], default="both",
+                        help="whole DiffCD fits with the seed refresh overlapped, synchronous, or both interleaved")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of the whole fits")
+    parser.add_argument("--gpu-report", action="store_true", help="the GPU check (see gpu_report); nothing else")
+    parser.add_argument("--dry-run", action="store_true", help="with --gpu-report: small sizes, runs on a CPU")
+    parser.add_argument("--out-dir", help="folder of the results files (default: benchmarks/results)")
     parser.add_argument("--tag", default="", help="suffix of the results file")
     args = parser.parse_args()
+    enable_compilation_cache()
 
+    if args.gpu_report:
+        print(gpu_markdown(gpu_report(args)))
+        return
     cloud = load_point_cloud(CLOUD)
     backend = jax.default_backend()
     device = jax.devices()[0].device_kind
+    compile_rows = []
+    for preset in args.sizes:
+        for method in args.compile:
+            row = compile_cold_and_cached(preset, method)
+            compile_rows.append(row)
+            print(json.dumps(row), flush=True)
     rows = []
     for preset in args.sizes:
         for row in steps_per_second(cloud, preset, args.methods, args.steps, args.repeats):
@@ -169,24 +385,26 @@ def main() -> None:
         mesh_rows.append(row)
         print(json.dumps(row), flush=True)
     full_rows = []
+    gt_mesh = load_mesh(GT_MESH)
     for method in args.full_fit:
-        row = full_fit(cloud, args.sizes[-1], method, args.full_fit_steps)
-        full_rows.append(row)
-        print(json.dumps(row), flush=True)
+        overlap = args.overlap if METHODS[method].uses_surface_seeds else "on"
+        full_rows += refresh_ab(cloud, args.sizes[-1], method, args.full_fit_steps, overlap, args.rounds, gt_mesh)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M"), "backend": backend, "device": device,
-        "cpu_count": __import__("os").cpu_count(), "python": platform.python_version(),
+        "cpu_count": os.cpu_count(), "python": platform.python_version(),
         "jax": jax.__version__, "cloud": f"{CLOUD.name} ({len(cloud.points)} points)",
-        "steps": rows, "meshing": mesh_rows, "full_fits": full_rows, "peak_rss_mib": round(peak_mib),
+        "compile": compile_rows, "steps": rows, "meshing": mesh_rows, "full_fits": full_rows,
+        "peak_rss_mib": round(peak_mib),
     }
     report["diffcd_step_cost_vs_igr"] = cost_ratios(rows, "diffcd", "seconds_per_step")
     report["diffcd_step_flops_vs_igr"] = cost_ratios(rows, "diffcd", "gflop_per_step")
     report["diffcd_without_projection_vs_igr"] = cost_ratios(rows, NO_PROJECTION, "seconds_per_step")
-    RESULTS.mkdir(exist_ok=True)
+    out = Path(args.out_dir) if args.out_dir else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
     name = f"speed-{backend}{'-' + args.tag if args.tag else ''}"
-    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown(report))
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown(report))
     print(markdown(report))
 
 
@@ -236,14 +454,17 @@ def markdown(report: dict) -> str:
         lines.append(f"| {r['resolution']}³ | {r['dense_seconds']} | {r['coarse_to_fine_seconds']} | "
                      f"{r['speedup']}x | {r['dense_evaluations']:,} | {r['coarse_to_fine_evaluations']:,} | "
                      f"{r['identical_vertices'] and r['identical_faces']} |")
+    if report.get("compile"):
+        lines += ["", "Compilation of a fit's chunk programs in a fresh process, with an empty persistent "
+                  "cache (cold) and with the cache a first process filled (cached):", "",
+                  "| preset | method | cold s | cached s |", "| --- | --- | --- | --- |"]
+        lines += [f"| {r['preset']} | {r['method']} | {r['cold_seconds']} | {r['cached_seconds']} |"
+                  for r in report["compile"]]
     if report.get("full_fits"):
-        lines += ["", "Whole fits (compile, seed meshes, training and the final mesh):", "",
-                  "| preset | method | steps | wall s | compile s | seed meshes s | final mesh s | steps/s |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for r in report["full_fits"]:
-            lines.append(f"| {r['preset']} | {r['method']} | {r['steps']} | {r['wall_seconds']} | "
-                         f"{r['compile_seconds']} | {r['seed_mesh_seconds']} | "
-                         f"{r['final_mesh_seconds']} ({r['final_mesh_resolution']}³) | {r['steps_per_second']} |")
+        lines += ["", "Whole fits (compile, seed refreshes, training and the final mesh; a refresh's "
+                  "seconds either stall training (waited) or run beside it (overlapped)):", "",
+                  FULL_FIT_HEADER, FULL_FIT_RULE]
+        lines += [_full_fit_line(r) for r in report["full_fits"]]
     return "\n".join(lines) + "\n"
 
 

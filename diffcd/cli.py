@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from diffcd.compilation_cache import enable_compilation_cache
+
+    enable_compilation_cache()  # compiled programs persist across runs (DIFFCD_COMPILATION_CACHE)
     try:
         return args.handler(args)
     except DiffCDError as error:

@@ -2,12 +2,22 @@
 
 Python only runs between chunks: to refresh DiffCD's surface seeds, to mesh a snapshot and to
 report progress. A chunk's compiled program depends on the network, the method's structural
-settings, the batch size and the chunk length, and is reused across fits (no per-request or
-per-chunk recompiles); loss weights, learning rate and step counts are passed in as values.
+settings, the batch size, the matmul precision and the chunk length, and is reused across fits
+(no per-request or per-chunk recompiles); loss weights, learning rate and step counts are passed
+in as values.
+
+Chunks are whole: their length divides the refresh and snapshot intervals, so no step inside
+the compiled loop is conditional (a per-step `lax.cond` becomes a GPU conditional that copies
+its predicate to the host every step). A remainder (the end of a fit that is not a multiple of
+the chunk length) runs as a few shorter chunks whose lengths are powers of two, each compiled
+once. DiffCD's seed refreshes (marching cubes, area sampling and the nearest-neighbour query,
+all on the host) run in a background thread while training continues on the previous seeds
+(`FitConfig.overlap_seed_refresh`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import math
@@ -26,7 +36,8 @@ from diffcd.errors import ConfigError, MeshError, NoSurfaceError
 from diffcd.io import Normalization, PointCloud, points_from_array
 from diffcd.metrics import sample_triangles
 from diffcd.methods import METHODS, MethodSpec, compile_key, get_method, traced_weights
-from diffcd.networks import NetworkConfig, Params, init_params, make_sdf
+from diffcd.networks import (MATMUL_PRECISIONS, MatmulPrecision, NetworkConfig, Params, init_params,
+                             make_training_sdf)
 from diffcd.sdf import FittedSDF, evaluate_in_chunks
 
 
@@ -71,6 +82,16 @@ class FitConfig:
     """Grid resolution of the final mesh."""
     sigma_neighbors: int = 50
     """Local sigma uses the distance to this nearest neighbour."""
+    precision: MatmulPrecision = "highest"
+    """Precision of the training passes' matrix products: "highest" (true float32, the default),
+    "high" or "default" (the backend's fastest: TF32 on NVIDIA GPUs since Ampere, about twice as
+    fast there; float32 on a CPU). DiffCD's projection and validity passes, snapshots and every
+    mesh always run at "highest": TF32 changes f by up to ~1e-3, DiffCD's validity threshold."""
+    overlap_seed_refresh: bool = True
+    """DiffCD: mesh new surface seeds in a background thread while training continues on the
+    previous ones; they take over `seed_refresh_lag` steps after the refresh began, the same
+    steps in every run of the same seed. False: the paper's synchronous refresh (the device
+    waits for marching cubes and the nearest-neighbour query on the host)."""
 
     def __post_init__(self) -> None:
         spec = get_method(self.method)
@@ -83,10 +104,35 @@ class FitConfig:
             )
         if self.batch_size < 1 or self.chunk_steps < 1:
             raise ConfigError("batch size and chunk steps must be positive.")
+        if self.precision not in MATMUL_PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(MATMUL_PRECISIONS)}, not {self.precision!r}."
+            )
 
     @property
     def spec(self) -> MethodSpec:
         return METHODS[self.method]
+
+    @property
+    def seed_refresh_lag(self) -> int:
+        """Steps trained on the previous seeds after a refresh begins (0: synchronous refresh).
+
+        About a quarter of the refresh interval, chosen so that whole chunks reach it: seeds are
+        then up to 1.25 intervals old instead of one, well inside what the method tolerates (the
+        paper refreshes every 1000 steps). Intervals without such a choice (e.g. a prime number
+        of steps) refresh synchronously.
+        """
+        if not (self.spec.uses_surface_seeds and self.overlap_seed_refresh):
+            return 0
+        every = self.method_config.seed_refresh_every
+        base = chunk_length(self.chunk_steps, every)
+        if base <= every // 4:
+            return every // 4 - every // 4 % base  # e.g. 200 of 1000, chunks of 100 (paper)
+        for share in (4, 2):  # e.g. 4 of 16 (cpu-quick), 20 of 80 (gpu-demo), 5 of 10
+            lag = max(d for d in _divisors(every) if share * d <= every)
+            if lag >= MIN_CHUNK_FOR_OVERLAP:
+                return lag
+        return 0
 
 
 @dataclasses.dataclass
@@ -125,6 +171,52 @@ class TrainState:
     step: int
 
 
+def _divisors(n: int) -> list[int]:
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+MIN_CHUNK_FOR_OVERLAP = 4
+"""An overlapped refresh needs chunks of at least this many steps (see seed_refresh_lag)."""
+
+
+def chunk_length(chunk_steps: int, *intervals: int | None) -> int:
+    """The longest chunk of at most `chunk_steps` steps that divides every interval given (seed
+    refresh, refresh lag, snapshots), so that each of their boundaries falls between chunks."""
+    common = 0
+    for interval in intervals:
+        if interval:
+            common = math.gcd(common, interval)
+    if common == 0:
+        return chunk_steps
+    return max(d for d in _divisors(common) if d <= chunk_steps)
+
+
+def chunk_plan(
+    start: int, total: int, length: int, chunk_steps: int, breaks: tuple[tuple[int, int], ...] = ()
+) -> list[tuple[int, tuple[int, ...]]]:
+    """The chunks from step `start` to `total`: (first step, compiled pieces) per progress event.
+
+    A chunk ends at the next break (every `every` steps, offset by `offset`: refreshes, seed
+    swaps, snapshots), at the end, or after about `chunk_steps` steps. It runs as pieces of
+    `length` steps, one compiled program dispatched back to back with no host sync in between;
+    a remainder (the end of a fit that is not a multiple of `length`, or a resume from an odd
+    step) runs as one-step pieces of a second program, compiled only when needed.
+    """
+    cap = max(length, chunk_steps - chunk_steps % length)
+    plan = []
+    step = start
+    while step < total:
+        stop = min(total, step + cap)
+        for every, offset in breaks:
+            if every:
+                stop = min(stop, offset + ((step - offset) // every + 1) * every)
+        count = stop - step
+        plan.append((step, (length,) * (count // length) + (1,) * (count % length)))
+        step = stop
+    return plan
+
+
 def learning_rate(step: jax.Array, schedule: dict[str, jax.Array]) -> jax.Array:
     """Linear warm-up to the peak, then cosine decay to 0 at the last step."""
     step = step.astype(jnp.float32)
@@ -137,17 +229,20 @@ def learning_rate(step: jax.Array, schedule: dict[str, jax.Array]) -> jax.Array:
 
 
 class _ChunkProgram:
-    """The jit-compiled chunk of training steps for one structural configuration."""
+    """The jit-compiled chunks of training steps for one structural configuration.
 
-    def __init__(self, network, method, method_key, batch_size, chunk_steps, adam):
+    One program per chunk length (a static argument); each step of a chunk runs
+    unconditionally, so the compiled loop body has no conditional.
+    """
+
+    def __init__(self, network, method, method_key, batch_size, adam, precision):
         self.spec = METHODS[method]
-        self.apply = make_sdf(network)
+        self.apply = make_training_sdf(network, precision)
         self.method_key = method_key
         self.batch_size = batch_size
-        self.chunk_steps = chunk_steps
         self.optimizer = optax.scale_by_adam(*adam)
         self._compiled: dict[Any, Any] = {}
-        self._jitted = jax.jit(self._chunk, donate_argnums=(0, 1))
+        self._jitted = jax.jit(self._chunk, static_argnums=0, donate_argnums=(1, 2))
 
     def init_optimizer(self, params: Params) -> Any:
         return self.optimizer.init(params)
@@ -184,41 +279,57 @@ class _ChunkProgram:
         carry = (keep(new_params, params), keep(new_opt_state, opt_state), skipped + (~finite))
         return carry, {"loss": loss, **aux}
 
-    def _chunk(self, params, opt_state, first_step, active_steps, data, weights, schedule, key):
+    def _chunk(self, length, params, opt_state, first_step, data, weights, schedule, key):
         carry = (params, opt_state, jnp.zeros((), jnp.int32))
-        shapes = jax.eval_shape(
-            lambda: self._train_step(carry, first_step, data, weights, schedule, key)[1]
-        )
 
         def body(carry, i):
-            # Steps past `active_steps` (the end of the fit, a seed refresh) are skipped at run
-            # time, so one compiled chunk length serves every chunk.
-            step = first_step + i
-            run = lambda c: self._train_step(c, step, data, weights, schedule, key)
-            skip = lambda c: (c, jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))
-            return jax.lax.cond(i < active_steps, run, skip, carry)
+            return self._train_step(carry, first_step + i, data, weights, schedule, key)
 
-        (params, opt_state, skipped), outputs = jax.lax.scan(
-            body, carry, jnp.arange(self.chunk_steps)
-        )
+        (params, opt_state, skipped), outputs = jax.lax.scan(body, carry, jnp.arange(length))
         return params, opt_state, skipped, outputs
 
-    def __call__(self, *args) -> tuple[Any, float]:
-        """Run one chunk; returns (outputs, seconds spent compiling for this call)."""
+    def lower(self, length: int, *args) -> Any:
+        """The lowered chunk program (for inspection: precision attributes, no conditionals)."""
+        return self._jitted.lower(length, *args)
+
+    def compile(self, length: int, *args) -> float:
+        """Compile the chunk of `length` steps for these arguments' shapes; returns the seconds
+        spent (0 when this process compiled it already; near 0 from the persistent cache)."""
         signature = jax.tree_util.tree_map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
         signature = jax.tree_util.tree_flatten(signature)
-        signature = (tuple(signature[0]), signature[1])
-        compile_seconds = 0.0
-        if signature not in self._compiled:
-            start = time.perf_counter()
-            self._compiled[signature] = self._jitted.lower(*args).compile()
-            compile_seconds = time.perf_counter() - start
-        return self._compiled[signature](*args), compile_seconds
+        signature = (length, tuple(signature[0]), signature[1])
+        if signature in self._compiled:
+            return 0.0
+        start = time.perf_counter()
+        self._compiled[signature] = self._jitted.lower(length, *args).compile()
+        return time.perf_counter() - start
+
+    def __call__(self, length: int, *args) -> tuple[Any, float]:
+        """Run one chunk; returns (outputs, seconds spent compiling for this call)."""
+        compile_seconds = self.compile(length, *args)
+        signature = jax.tree_util.tree_map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
+        signature = jax.tree_util.tree_flatten(signature)
+        return self._compiled[(length, tuple(signature[0]), signature[1])](*args), compile_seconds
 
 
 @functools.lru_cache(maxsize=16)
-def _chunk_program(network, method, method_key, batch_size, chunk_steps, adam) -> _ChunkProgram:
-    return _ChunkProgram(network, method, method_key, batch_size, chunk_steps, adam)
+def _chunk_program(network, method, method_key, batch_size, adam, precision) -> _ChunkProgram:
+    return _ChunkProgram(network, method, method_key, batch_size, adam, precision)
+
+
+def _grid_in_background() -> bool:
+    """Whether an overlapped refresh also evaluates its grid in the background thread (on a CPU,
+    whose cores are the device; see Fitter._start_refresh)."""
+    return jax.default_backend() == "cpu"
+
+
+@dataclasses.dataclass
+class _PendingSeeds:
+    """A seed refresh running in the background, to be swapped in at `swap_step`."""
+
+    step: int
+    swap_step: int
+    future: concurrent.futures.Future
 
 
 class Fitter:
@@ -246,8 +357,8 @@ class Fitter:
             config.method,
             compile_key(method_config),
             min(config.batch_size, len(points)),
-            config.chunk_steps,
             (schedule.adam_b1, schedule.adam_b2, schedule.adam_eps),
+            config.precision,
         )
         self._weights = {k: np.float32(v) for k, v in traced_weights(method_config).items()}
         self._schedule = {
@@ -261,7 +372,8 @@ class Fitter:
         self.history: list[dict[str, float]] = []
         self._cancelled = False
         self._timings = {"compile_seconds": 0.0, "train_seconds": 0.0, "seed_mesh_seconds": 0.0,
-                         "snapshot_seconds": 0.0}
+                         "seed_wait_seconds": 0.0, "snapshot_seconds": 0.0}
+        self._seed_refreshes = 0
         self._nan_steps = 0
         self._seed_fallbacks = 0
         self._wall_start: float | None = None
@@ -297,6 +409,8 @@ class Fitter:
     def summary(self) -> dict[str, Any]:
         train = self._timings["train_seconds"]
         trained_steps = len(self.history)
+        refresh = self._timings["seed_mesh_seconds"]
+        waited = min(self._timings["seed_wait_seconds"], refresh)
         return {
             "method": self.config.method,
             "steps": self.state.step,
@@ -310,7 +424,14 @@ class Fitter:
             ),
             "train_seconds": round(train, 4),
             "steps_per_second": round(trained_steps / train, 3) if train > 0 else 0.0,
-            "seed_mesh_seconds": round(self._timings["seed_mesh_seconds"], 4),
+            "matmul_precision": self.config.precision,
+            "chunk_steps": self._chunk_length(None),
+            "seed_refreshes": self._seed_refreshes,
+            "seed_mesh_seconds": round(refresh, 4),
+            "seed_refresh_overlap": self.config.seed_refresh_lag > 0,
+            "seed_refresh_lag_steps": self.config.seed_refresh_lag,
+            "seed_refresh_wait_seconds": round(waited, 4),
+            "seed_refresh_overlapped_seconds": round(refresh - waited, 4),
             "snapshot_seconds": round(self._timings["snapshot_seconds"], 4),
             "nan_steps_skipped": int(self._nan_steps),
             "seed_fallbacks": int(self._seed_fallbacks),
@@ -319,6 +440,39 @@ class Fitter:
         }
 
     # -- the loop ----------------------------------------------------------------------------
+    def _chunk_length(self, snapshot_every: int | None) -> int:
+        refresh = self.config.method_config.seed_refresh_every if self.spec.uses_surface_seeds else None
+        return chunk_length(self.config.chunk_steps, refresh, self.config.seed_refresh_lag, snapshot_every)
+
+    def _plan(self, snapshot_every: int | None) -> list[tuple[int, tuple[int, ...]]]:
+        """The chunks from the current step to the end (see chunk_plan)."""
+        breaks = [(snapshot_every or 0, 0)]
+        if self.spec.uses_surface_seeds:
+            every = self.config.method_config.seed_refresh_every
+            breaks += [(every, 0), (every, self.config.seed_refresh_lag)]
+        return chunk_plan(self.state.step, self.config.schedule.steps,
+                          self._chunk_length(snapshot_every), self.config.chunk_steps, tuple(breaks))
+
+    def _chunk_args(self, step: int) -> tuple:
+        return (self.state.params, self.state.opt_state, np.int32(step), self.data, self._weights,
+                self._schedule, self._key)
+
+    def compile(self, *, snapshot_every: int | None = None) -> float:
+        """Compile every chunk program the rest of this fit will run, without running it.
+
+        Returns the seconds spent (near 0 when they come from the persistent compilation
+        cache, 0 when this process compiled them already). See `warm_up`.
+        """
+        seconds = 0.0
+        for length in sorted({n for _, pieces in self._plan(snapshot_every) for n in pieces}):
+            seconds += self._program.compile(length, *self._chunk_args(self.state.step))
+        self._timings["compile_seconds"] += seconds
+        return seconds
+
+    def lower_chunk(self, length: int) -> Any:
+        """The lowered program of a chunk of `length` steps (jax.stages.Lowered), to inspect."""
+        return self._program.lower(length, *self._chunk_args(self.state.step))
+
     def run(
         self,
         *,
@@ -337,27 +491,33 @@ class Fitter:
         total = self.config.schedule.steps
         self._wall_start = time.perf_counter()
         refresh = self.config.method_config.seed_refresh_every if self.spec.uses_surface_seeds else None
-        next_snapshot = snapshot_every
+        lag = self.config.seed_refresh_lag
+        pending: _PendingSeeds | None = None
+        workers = concurrent.futures.ThreadPoolExecutor(1, "diffcd-seeds") if lag else None
         seeds_stale = True  # seeds belong to the parameters of this run, also after a restore
-        while self.state.step < total and not self._cancelled:
-            step = self.state.step
-            if refresh and (seeds_stale or step % refresh == 0):
-                self._refresh_surface_seeds(step)
-                seeds_stale = False
-            active = min(self.config.chunk_steps, total - step)
-            if refresh:
-                active = min(active, refresh - step % refresh)
-            if snapshot_every:
-                active = min(active, next_snapshot - step)
-            outputs = self._run_chunk(step, active)
-            event = self._event(outputs, active)
-            if snapshot_every and (self.state.step >= next_snapshot or self.state.step == total):
-                event.snapshot = self._snapshot(snapshot_resolution)
-                while next_snapshot <= self.state.step:
-                    next_snapshot += snapshot_every
-            if callback:
-                callback(event)
-            yield event
+        try:
+            for step, pieces in self._plan(snapshot_every):
+                if self._cancelled:
+                    break
+                if pending is not None and step >= pending.swap_step:
+                    self._install_seeds(self._wait_for(pending))
+                    pending = None
+                if refresh and (seeds_stale or step % refresh == 0):
+                    if seeds_stale or not lag:
+                        self._refresh_surface_seeds(step)
+                    elif step + lag < total:  # seeds that would arrive after the end are skipped
+                        pending = self._start_refresh(workers, step, step + lag)
+                    seeds_stale = False
+                outputs = self._run_chunk(step, pieces)
+                event = self._event(outputs)
+                if snapshot_every and (self.state.step % snapshot_every == 0 or self.state.step == total):
+                    event.snapshot = self._snapshot(snapshot_resolution)
+                if callback:
+                    callback(event)
+                yield event
+        finally:
+            if workers is not None:
+                workers.shutdown(wait=False, cancel_futures=True)
         result = FitResult(self.fitted(), self.summary(), self.history)
         final = FitEvent(
             step=self.state.step, total_steps=total,
@@ -369,27 +529,33 @@ class Fitter:
             callback(final)
         yield final
 
-    def _run_chunk(self, step: int, active: int) -> dict[str, np.ndarray]:
+    def _run_chunk(self, step: int, pieces: tuple[int, ...]) -> dict[str, np.ndarray]:
         start = time.perf_counter()
-        (params, opt_state, skipped, outputs), compile_seconds = self._program(
-            self.state.params, self.state.opt_state, np.int32(step), np.int32(active),
-            self.data, self._weights, self._schedule, self._key,
-        )
-        outputs = jax.device_get(outputs)  # waits for the chunk to finish
+        compile_seconds = 0.0
+        parts = []
+        first = step
+        for length in pieces:
+            (params, opt_state, skipped, outputs), seconds = self._program(length, *self._chunk_args(first))
+            compile_seconds += seconds
+            self.state = TrainState(params, opt_state, first + length)
+            parts.append((skipped, outputs))
+            first += length
+        parts = jax.device_get(parts)  # waits for the chunk to finish
         seconds = time.perf_counter() - start
         self._timings["compile_seconds"] += compile_seconds
         self._timings["train_seconds"] += seconds - compile_seconds
-        self._nan_steps += int(skipped)
-        self.state = TrainState(params, opt_state, step + active)
+        self._nan_steps += sum(int(skipped) for skipped, _ in parts)
+        outputs = {name: np.concatenate([part[name] for _, part in parts]) for name in parts[0][1]}
+        active = first - step
         elapsed = time.perf_counter() - self._wall_start
         for i in range(active):
             row = {"step": step + i + 1}
             row.update({name: float(values[i]) for name, values in outputs.items()})
             row["elapsed"] = round(elapsed - (seconds - compile_seconds) * (active - 1 - i) / active, 4)
             self.history.append(row)
-        return {name: values[:active] for name, values in outputs.items()}
+        return outputs
 
-    def _event(self, outputs: dict[str, np.ndarray], active: int) -> FitEvent:
+    def _event(self, outputs: dict[str, np.ndarray]) -> FitEvent:
         summary = self.summary()
         rate = summary["steps_per_second"]
         losses = {name: float(np.mean(values)) for name, values in outputs.items()}
@@ -413,30 +579,107 @@ class Fitter:
         finally:
             self._timings["snapshot_seconds"] += time.perf_counter() - start
 
+    # -- DiffCD's surface seeds ----------------------------------------------------------------
+    # A refresh (method.md §4, step 1) has a device part, f on the seed-mesh grid, and a host
+    # part: marching cubes, area-uniform seeds on the mesh, their candidate nearest cloud points.
+    # Overlapped, the host part runs in a background thread. On an accelerator the grid is
+    # evaluated between two chunks (a few passes over the blocks that may hold the surface):
+    # evaluations from another thread would queue behind training chunks on the device's one
+    # compute stream, once per block level. On a CPU the cores are the device, and the grid is
+    # evaluated in the background thread too, beside training.
     def _refresh_surface_seeds(self, step: int) -> None:
-        """DiffCD: mesh the current f and draw area-uniform seeds on it (method.md §4, step 1)."""
+        """DiffCD: new seeds from the current f, before the next chunk runs (synchronous)."""
         start = time.perf_counter()
+        self._install_seeds(self._surface_seed_data(self._seed_grid(self.state.params), step))
+        self._timings["seed_wait_seconds"] += time.perf_counter() - start
+
+    def _start_refresh(self, workers, step: int, swap_step: int) -> _PendingSeeds:
+        """Begin a refresh from the parameters at `step`; its seeds are swapped in at swap_step."""
+        if _grid_in_background():
+            # The next chunk donates the parameters' buffers: the thread evaluates a copy.
+            params = jax.tree_util.tree_map(jnp.copy, self.state.params)
+            job = lambda: self._surface_seed_data(self._seed_grid(params), step)
+            return _PendingSeeds(step, swap_step, workers.submit(job))
+        start = time.perf_counter()
+        grid = self._seed_grid(self.state.params)
+        self._timings["seed_wait_seconds"] += time.perf_counter() - start
+        return _PendingSeeds(step, swap_step, workers.submit(self._surface_seed_data, grid, step))
+
+    def _wait_for(self, pending: _PendingSeeds) -> dict[str, Any]:
+        start = time.perf_counter()
+        data = pending.future.result()
+        self._timings["seed_wait_seconds"] += time.perf_counter() - start
+        return data
+
+    def _seed_grid(self, params: Params) -> tuple[np.ndarray, float]:
+        """f on the seed mesh's grid (coarse-to-fine: exact where the surface may be), and the
+        seconds it took."""
+        start = time.perf_counter()
+        evaluate = lambda x: evaluate_in_chunks(self.config.network, params, x)
+        values, _ = meshing.evaluate_coarse_to_fine(evaluate, self.config.method_config.seed_mesh_resolution)
+        return values, time.perf_counter() - start
+
+    def _surface_seed_data(self, grid: tuple[np.ndarray, float], step: int) -> dict[str, Any]:
+        """The host part of a refresh: mesh the grid, draw area-uniform seeds on the mesh and find
+        each seed's candidate nearest cloud points. Safe in a background thread: it reads, never
+        writes, the fitter."""
+        start = time.perf_counter()
+        values, grid_seconds = grid
         cfg = self.config.method_config
         seed = [self.config.seed, step]
-        params = self.state.params
-        evaluate = lambda x: evaluate_in_chunks(self.config.network, params, x)
+        fell_back = False
         try:
-            mesh = meshing.extract_mesh(evaluate, cfg.seed_mesh_resolution)
-            seeds = sample_triangles(mesh.vertices[mesh.faces], cfg.seed_count, seed, "seed mesh")[0]
+            vertices, faces = meshing.marching_cubes(values)
+            seeds = sample_triangles(vertices[faces], cfg.seed_count, seed, "seed mesh")[0]
         except (NoSurfaceError, MeshError):
             # Without a level set, start from the cloud itself: the projection moves these seeds
             # onto whatever surface appears.
-            self._seed_fallbacks += 1
+            fell_back = True
             rng = np.random.default_rng(seed)
             pick = rng.choice(len(self._points), cfg.seed_count, replace=len(self._points) < cfg.seed_count)
             seeds = self._points[pick]
         seeds = seeds.astype(np.float32)
         candidates, radius = sampling.nearest_candidates(self._tree, seeds, cfg.nn_candidates)
-        self.data = {
-            **self.data,
-            **jax.device_put({"seeds": seeds, "seed_candidates": candidates, "seed_radius": radius}),
+        return {
+            "arrays": {"seeds": seeds, "seed_candidates": candidates, "seed_radius": radius},
+            "fell_back": fell_back,
+            "seconds": grid_seconds + time.perf_counter() - start,
         }
-        self._timings["seed_mesh_seconds"] += time.perf_counter() - start
+
+    def _install_seeds(self, refresh: dict[str, Any]) -> None:
+        """Swap a refresh's seeds into the training data (between chunks, on the main thread)."""
+        self.data = {**self.data, **jax.device_put(refresh["arrays"])}
+        self._seed_fallbacks += int(refresh["fell_back"])
+        self._seed_refreshes += 1
+        self._timings["seed_mesh_seconds"] += refresh["seconds"]
+
+
+def warm_up(
+    config: FitConfig,
+    cloud: PointCloud | np.ndarray,
+    *,
+    snapshot_every: int | None = None,
+    mesh_resolution: int = 32,
+) -> float:
+    """Compile the programs a fit of `config` on this cloud runs, without fitting; returns seconds.
+
+    Training chunks (every length the fit will use), the grid evaluation of meshes and a small
+    mesh's marching cubes. With the persistent compilation cache enabled
+    (diffcd.compilation_cache) they are also stored for later processes. The app calls this for
+    its default preset and example in a background thread at start-up, so that a visitor's first
+    fit does not wait for compilation. Programs depend on the cloud's point count: a cloud of
+    another size compiles its own.
+    """
+    start = time.perf_counter()
+    fitter = Fitter(cloud, config)
+    fitter.compile(snapshot_every=snapshot_every)
+    fitted = fitter.fitted()
+    fitted.normalized(np.zeros((40_000, 3), np.float32))  # large evaluation chunks
+    try:
+        fitted.extract_mesh(mesh_resolution)
+    except NoSurfaceError:
+        pass
+    return time.perf_counter() - start
 
 
 def fit(

@@ -180,7 +180,10 @@ def surface_to_cloud_targets(
 
 def diffcd_loss(apply, params, data, config, weights, key, batch_size):
     f = _bind(apply, params)
-    frozen = _bind(apply, jax.lax.stop_gradient(params))
+    # The projection and the validity pass run in true float32 whatever the fit's precision
+    # (FitConfig.precision): TF32 errors reach the 1e-3 validity threshold.
+    exact = getattr(apply, "exact", apply)
+    frozen = _bind(exact, jax.lax.stop_gradient(params))
     k_query, k_global, k_seeds, k_area = jax.random.split(key, 4)
 
     batch, local = _query_batch(k_query, data, batch_size)
@@ -199,7 +202,7 @@ def diffcd_loss(apply, params, data, config, weights, key, batch_size):
     )
     # One pass at the projected points gives the validity test, ∇ₓf for the implicit gradient
     # and f(θ, s), through which alone the θ-gradient flows.
-    surface_values, surface_gradients = losses.values_and_gradients(f, surface)
+    surface_values, surface_gradients = losses.values_and_gradients(_bind(exact, params), surface)
     valid = jnp.abs(jax.lax.stop_gradient(surface_values)) < weights["valid_threshold"]
     targets, certified = surface_to_cloud_targets(
         surface, seeds, data["seed_candidates"][pick], data["seed_radius"][pick], data["points"]

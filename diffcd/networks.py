@@ -17,6 +17,21 @@ import jax.numpy as jnp
 
 Params = Any
 
+MatmulPrecision = Literal["highest", "high", "default"]
+MATMUL_PRECISIONS: tuple[str, ...] = ("highest", "high", "default")
+"""Precision of the network's float32 matrix products (jax.lax.Precision): "highest" is true
+float32 everywhere; "default" is the backend's fastest (TF32 on NVIDIA GPUs since Ampere,
+one bfloat16 pass on TPU, float32 on a CPU); "high" lies between (TF32 on those GPUs, three
+bfloat16 passes on TPU)."""
+
+
+def check_precision(precision: str) -> str:
+    if precision not in MATMUL_PRECISIONS:
+        raise ValueError(
+            f"matmul precision must be one of {', '.join(MATMUL_PRECISIONS)}, not {precision!r}"
+        )
+    return precision
+
 
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
@@ -96,24 +111,30 @@ class SDFNetwork(nn.Module):
     """MLP mapping points (..., 3) to signed distances (...)."""
 
     config: NetworkConfig
+    precision: MatmulPrecision = "highest"
+    """Of every layer's matrix product, and so of its derivatives (JAX transposes a product
+    with the precision of the original)."""
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         cfg = self.config
+        precision = jax.lax.Precision(check_precision(self.precision))
         dims = _layer_dims(cfg)
         h = x
         for layer, (fan_in, fan_out) in enumerate(dims[:-1]):
             if layer in cfg.skip_layers:
                 h = jnp.concatenate([h, x], axis=-1) / math.sqrt(2.0)
             kernel_init, bias_init = self._hidden_init(layer, fan_in, fan_out)
-            h = nn.Dense(fan_out, kernel_init=kernel_init, bias_init=bias_init, name=f"layer_{layer}")(h)
+            h = nn.Dense(fan_out, kernel_init=kernel_init, bias_init=bias_init, precision=precision,
+                         name=f"layer_{layer}")(h)
             if cfg.activation == "softplus":
                 h = _softplus(h, cfg.softplus_beta)
             else:
                 h = jnp.sin(cfg.sine_omega * h if layer == 0 else h)
         fan_in = dims[-1][0]
         kernel_init, bias_init = self._output_init(fan_in)
-        out = nn.Dense(1, kernel_init=kernel_init, bias_init=bias_init, name="output")(h)
+        out = nn.Dense(1, kernel_init=kernel_init, bias_init=bias_init, precision=precision,
+                       name="output")(h)
         return out[..., 0]
 
     def _hidden_init(self, layer: int, fan_in: int, fan_out: int) -> tuple[Callable, Callable]:
@@ -137,10 +158,32 @@ def init_params(config: NetworkConfig, key: jax.Array) -> Params:
     return SDFNetwork(config).init(key, jnp.zeros((1, 3), jnp.float32))
 
 
-def make_sdf(config: NetworkConfig) -> Callable[[Params, jax.Array], jax.Array]:
-    """The pure function f(params, x) with x of shape (..., 3)."""
-    module = SDFNetwork(config)
+def make_sdf(
+    config: NetworkConfig, precision: MatmulPrecision = "highest"
+) -> Callable[[Params, jax.Array], jax.Array]:
+    """The pure function f(params, x) with x of shape (..., 3).
+
+    Every matrix product runs at `precision`; the default, true float32, is what evaluation and
+    meshing use everywhere (a fit may train faster at a lower one, see FitConfig.precision).
+    """
+    module = SDFNetwork(config, precision=precision)
     return module.apply
+
+
+def make_training_sdf(
+    config: NetworkConfig, precision: MatmulPrecision = "highest"
+) -> Callable[[Params, jax.Array], jax.Array]:
+    """f(params, x) at `precision` for a fit's training passes, with `.exact`, the same network
+    at "highest", for the passes a method needs in true float32 (DiffCD's projection and its
+    validity test |f(s)| < 1e-3)."""
+    fast = make_sdf(config, precision)
+
+    def sdf(params: Params, x: jax.Array) -> jax.Array:
+        return fast(params, x)
+
+    sdf.exact = make_sdf(config, "highest")
+    sdf.precision = precision
+    return sdf
 
 
 def parameter_count(params: Params) -> int:

@@ -5,7 +5,8 @@
     config.json
     checkpoint/             Orbax training state, to resume (when a state is given)
     metrics.csv             one row per step: losses and elapsed seconds
-    summary.json            method, steps, seed, timings, nan_steps_skipped, mesh facts
+    summary.json            method, steps, seed, timings (seed refreshes: how much overlapped
+                            training), matmul precision, nan_steps_skipped, mesh facts
     cloud_distances.json    input cloud <-> fitted surface distances (always, given the cloud)
     eval.json               metrics against a ground-truth mesh (only when one is given)
     cloud.npy               the input cloud, subsampled to at most 20,000 points (given the cloud)
@@ -123,7 +124,8 @@ def subsample(points: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
 
 
 def _short(summary: dict[str, Any]) -> dict[str, Any]:
-    keys = ("steps", "fit_seconds", "steps_per_second", "surface_found", "eval", "cloud_distances")
+    keys = ("steps", "fit_seconds", "steps_per_second", "matmul_precision", "surface_found", "eval",
+            "cloud_distances")
     return {k: summary[k] for k in keys if k in summary}
 
 

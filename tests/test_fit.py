@@ -1,6 +1,7 @@
 """The fit loop: every method runs, fits are reproducible, NaN steps are skipped, shapes come out right."""
 
 import dataclasses
+import re
 
 import jax
 import numpy as np
@@ -196,3 +197,131 @@ def test_shortened_runs_keep_the_refreshes_per_run_but_not_more_often_than_every
     assert every("cpu-quick", 4000) == 80  # 5x the steps, the same 50 refreshes
     assert every("paper", 4000) == 100
     assert every("cpu-quick", 48) == every("paper", 200) == MIN_SEED_REFRESH_EVERY
+
+
+# -- chunks, overlapped seed refreshes, precision, warm-up ------------------------------------
+
+def _params_equal(a, b, atol=0.0):
+    close = jax.tree_util.tree_map(lambda x, y: np.allclose(x, y, rtol=0, atol=atol), a, b)
+    return all(jax.tree_util.tree_leaves(close))
+
+
+def test_chunks_divide_every_interval_and_only_the_remainder_runs_in_one_step_pieces():
+    from diffcd.fit import chunk_length, chunk_plan
+
+    assert chunk_length(100, 1000, 200) == 100  # paper: refresh 1000, overlap lag 200
+    assert chunk_length(50, 16, 4) == 4  # cpu-quick
+    assert chunk_length(100, 80, 20, 300) == 20
+    assert chunk_length(50, None, None) == 50
+    plan = chunk_plan(0, 47, 5, 50, ((10, 0), (10, 5)))
+    assert [s for s, _ in plan] == [0, 5, 10, 15, 20, 25, 30, 35, 40, 45]
+    assert all(pieces == (5,) for _, pieces in plan[:-1]) and plan[-1][1] == (1, 1)
+    # chunks of 4 run back to back up to the next boundary (refresh at 16k, seed swap at 16k + 4)
+    assert chunk_plan(0, 32, 4, 50, ((16, 0), (16, 4))) == [(0, (4,)), (4, (4, 4, 4)), (16, (4,)), (20, (4, 4, 4))]
+
+
+def test_chunked_training_has_no_conditional_and_matches_a_step_by_step_reference():
+    """Whole chunks and the one-step tail give the parameters of one compiled step at a time,
+    seeds refreshed synchronously at the same steps (DiffCD, overlap off: the paper's loop),
+    and no step of the compiled loop is conditional (on a GPU a conditional syncs the host)."""
+    cloud = sphere_cloud()
+    config = dataclasses.replace(tiny_config("diffcd", steps=23), overlap_seed_refresh=False)
+    fitter = Fitter(cloud, config)
+    text = fitter.lower_chunk(10).as_text()
+    assert "stablehlo.while" in text  # the scan over steps
+    assert "stablehlo.case" not in text and "stablehlo.if" not in text
+    chunked = run_to_end(fitter)[-1].result
+    assert fitter._chunk_length(None) == 10  # chunks of 10, then a tail of three one-step pieces
+    compiled = {key[0]: c.as_text() for key, c in fitter._program._compiled.items()}
+    assert {10, 1} <= set(compiled) and all(" while(" in text for text in compiled.values())
+    assert not any(re.search(r"\sconditional\(", text) for text in compiled.values())  # the HLO opcode
+
+    reference = Fitter(cloud, config)
+    step_fn = jax.jit(reference._program._train_step)
+    carry = (reference.state.params, reference.state.opt_state, np.int32(0))
+    every = config.method_config.seed_refresh_every
+    for step in range(config.schedule.steps):
+        if step % every == 0:
+            reference.state = dataclasses.replace(reference.state, params=carry[0])
+            reference._refresh_surface_seeds(step)
+        carry, _ = step_fn(carry, np.int32(step), reference.data, reference._weights,
+                           reference._schedule, reference._key)
+    assert _params_equal(chunked.fitted.params, jax.device_get(carry[0]), atol=1e-6)
+    assert chunked.summary["seed_refreshes"] == 3 and chunked.summary["seed_refresh_overlapped_seconds"] == 0
+
+
+def test_overlapped_seed_refreshes_swap_in_later_reproducibly_and_fit_as_well():
+    cloud = sphere_cloud()
+    base = tiny_config("diffcd", steps=40)
+    assert base.method_config.seed_refresh_every == 10 and base.seed_refresh_lag == 5
+    overlapped = [run_to_end(Fitter(cloud, base))[-1].result for _ in range(2)]
+    synchronous = run_to_end(Fitter(cloud, dataclasses.replace(base, overlap_seed_refresh=False)))[-1].result
+    summary = overlapped[0].summary
+    # step 0 synchronously, then 10, 20, 30 in the background, each used from 5 steps later
+    assert summary["seed_refreshes"] == 4 and summary["seed_refresh_overlap"]
+    assert summary["seed_refresh_lag_steps"] == 5
+    assert 0 <= summary["seed_refresh_wait_seconds"] <= summary["seed_mesh_seconds"]
+    assert summary["seed_refresh_overlapped_seconds"] == pytest.approx(
+        summary["seed_mesh_seconds"] - summary["seed_refresh_wait_seconds"], abs=1e-3)
+    assert _params_equal(overlapped[0].fitted.params, overlapped[1].fitted.params)  # same seed, same fit
+    # On an accelerator the grid is evaluated between chunks, only the host part in the thread
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("diffcd.fit._grid_in_background", lambda: False)
+        accelerator_path = run_to_end(Fitter(cloud, base))[-1].result
+    assert _params_equal(overlapped[0].fitted.params, accelerator_path.fitted.params)
+    assert not _params_equal(overlapped[0].fitted.params, synchronous.fitted.params)
+    # Seeds at most 1.25 refresh intervals old fit the cloud as well as the paper's refresh
+    distance = lambda result: float(np.abs(result.fitted(cloud)).mean())
+    assert distance(overlapped[0]) < 1.3 * distance(synchronous) + 1e-3
+    valid = lambda result: np.mean([row["valid_surface_fraction"] for row in result.history[-10:]])
+    assert valid(overlapped[0]) > 0.8 * valid(synchronous)
+
+
+def _dot_precisions(text):
+    return [re.search(r"precision = \[(\w+), \w+\]", line).group(1) if "precision" in line else "none"
+            for line in text.splitlines() if "stablehlo.dot_general" in line]
+
+
+@pytest.mark.parametrize("method", ["diffcd", "igr"])
+def test_the_precision_setting_reaches_every_matmul_of_the_training_step(method):
+    from collections import Counter
+
+    exact = Counter(_dot_precisions(Fitter(sphere_cloud(), tiny_config(method)).lower_chunk(2).as_text()))
+    assert set(exact) == {"HIGHEST"}
+    fast_config = dataclasses.replace(tiny_config(method), precision="default")
+    fast = Counter(_dot_precisions(Fitter(sphere_cloud(), fast_config).lower_chunk(2).as_text()))
+    assert sum(fast.values()) == sum(exact.values()) and "none" not in fast
+    if method == "diffcd":  # projection and validity pass stay in true float32
+        assert fast["HIGHEST"] > 0 and fast["DEFAULT"] > 0
+    else:
+        assert set(fast) == {"DEFAULT"}
+    with pytest.raises(ConfigError, match="precision"):
+        dataclasses.replace(tiny_config(method), precision="tf16")
+
+
+def test_warm_up_compiles_what_the_first_fit_runs():
+    from diffcd.fit import warm_up
+
+    cloud = sphere_cloud(2000)
+    config = dataclasses.replace(tiny_config("igr", steps=13), chunk_steps=4, batch_size=400)
+    warm_up(config, cloud)  # chunks of 4 and the one-step tail
+    events = run_to_end(Fitter(cloud, config))
+    assert events[-1].result.summary["compile_seconds"] == 0.0
+    assert events[-1].result.summary["chunk_steps"] == 4
+
+
+def test_the_run_folder_records_the_precision_and_the_refresh_overlap(tmp_path):
+    import json
+
+    from diffcd.runs import write_run
+
+    config = dataclasses.replace(tiny_config("diffcd", steps=20), precision="default")
+    result = run_to_end(Fitter(sphere_cloud(), config))[-1].result
+    write_run(tmp_path / "run", result, resolution=16)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["matmul_precision"] == "default"
+    for key in ("seed_refresh_overlap", "seed_refresh_lag_steps", "seed_refresh_wait_seconds",
+                "seed_refresh_overlapped_seconds", "seed_mesh_seconds", "seed_refreshes"):
+        assert key in summary
+    exported = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert exported["metadata"]["summary"]["matmul_precision"] == "default"

@@ -1,6 +1,9 @@
 """The SDF network: the paper's size, geometric initialisation, flattening for the export."""
 
+import re
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -39,3 +42,34 @@ def test_invalid_architectures_are_refused():
         NetworkConfig(hidden_layers=4, skip_layers=(4,))
     with pytest.raises(ValueError, match="activation"):
         NetworkConfig(activation="relu")
+
+
+def _dot_precisions(text: str) -> list[str]:
+    lines = [line for line in text.splitlines() if "stablehlo.dot_general" in line]
+    return [re.search(r"precision = \[(\w+), \w+\]", line).group(1) if "precision" in line else "none"
+            for line in lines]
+
+
+@pytest.mark.parametrize("precision", ["highest", "default"])
+def test_the_precision_reaches_every_matmul_of_the_forward_and_both_derivatives(precision):
+    config = NetworkConfig(hidden_layers=3, width=16, skip_layers=(1,))
+    params = init_params(config, jax.random.PRNGKey(0))
+    f = make_sdf(config, precision)
+
+    def eikonal_gradient(p, x):  # what training differentiates: through the spatial gradient
+        gradient = jax.vmap(jax.grad(lambda y: f(p, y)))(x)
+        return ((1 - jnp.linalg.norm(gradient, axis=-1)) ** 2).mean()
+
+    x = jnp.ones((5, 3))
+    for program in (f, jax.grad(eikonal_gradient)):
+        found = _dot_precisions(jax.jit(program).lower(params, x).as_text())
+        assert len(found) >= 4  # one product per layer at least
+        assert set(found) == {precision.upper()}
+
+
+def test_evaluation_defaults_to_true_float32():
+    config = NetworkConfig(hidden_layers=2, width=8, skip_layers=())
+    params = init_params(config, jax.random.PRNGKey(0))
+    assert set(_dot_precisions(jax.jit(make_sdf(config)).lower(params, jnp.ones((4, 3))).as_text())) == {"HIGHEST"}
+    with pytest.raises(ValueError, match="precision"):
+        make_sdf(config, "fastest")(params, jnp.ones((4, 3)))
