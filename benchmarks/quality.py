@@ -39,8 +39,9 @@ def load_case(case_id: str):
     return load_example(case_id)
 
 
-def fit_and_score(example_id: str, cloud, truth, method: str, preset: str, steps: int | None) -> dict:
-    config = make_config(preset, method, steps=steps)
+def fit_and_score(example_id: str, cloud, truth, method: str, preset: str, steps: int | None,
+                  method_overrides: dict | None = None) -> dict:
+    config = make_config(preset, method, steps=steps, method_overrides=method_overrides)
     start = time.perf_counter()
     result = fit_sdf(cloud, config)
     mesh = result.fitted.extract_mesh(config.mesh_resolution)
@@ -81,6 +82,10 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--examples", nargs="+", default=_all_cases())
     parser.add_argument("--steps", type=int, help="override the preset's steps")
+    parser.add_argument("--diffcd-nn", choices=["exact", "candidates"], default="exact",
+                        help="DiffCD's surface-to-cloud targets: exact nearest points (default) or the "
+                             "former seed-candidate search, for an A/B comparison")
+    parser.add_argument("--tag", default="", help="suffix of the results file")
     args = parser.parse_args()
     from diffcd.compilation_cache import enable_compilation_cache
 
@@ -90,12 +95,13 @@ def main() -> None:
     for example in args.examples:
         cloud, truth = load_case(example)
         for method in args.methods:
-            row = fit_and_score(example, cloud, truth, method, args.preset, args.steps)
+            overrides = {"nn_search": args.diffcd_nn} if method == "diffcd" else None
+            row = fit_and_score(example, cloud, truth, method, args.preset, args.steps, overrides)
             rows.append(row)
             print(json.dumps(row), flush=True)
     backend = jax.default_backend()
     RESULTS.mkdir(exist_ok=True)
-    name = f"quality-{args.preset}-{backend}"
+    name = f"quality-{args.preset}-{backend}{'-' + args.tag if args.tag else ''}"
     rows = _merge(RESULTS / f"{name}.json", rows)
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "backend": backend,
               "device": jax.devices()[0].device_kind, "rows": rows}

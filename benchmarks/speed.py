@@ -53,7 +53,8 @@ def _variant(name: str) -> tuple[str, dict]:
     return method, overrides
 
 
-def _timed_fitter(cloud, preset: str, name: str, steps: int, repeats: int, precision: str = "highest"):
+def _timed_fitter(cloud, preset: str, name: str, steps: int, repeats: int, precision: str = "highest",
+                  **fitter_options):
     method, overrides = _variant(name)
     base = dataclasses.replace(make_config(preset, method, method_overrides=overrides or None),
                                precision=precision)
@@ -63,7 +64,7 @@ def _timed_fitter(cloud, preset: str, name: str, steps: int, repeats: int, preci
         config = dataclasses.replace(
             config, method_config=dataclasses.replace(config.method_config, seed_refresh_every=10**9)
         )
-    return Fitter(cloud, config)
+    return Fitter(cloud, config, **fitter_options)
 
 
 def steps_per_second(cloud, preset: str, methods: list[str], steps: int, repeats: int,
@@ -468,5 +469,75 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# -- cloud-size sweep (issue 10 §5): a step's cost must not grow with the cloud ------------------
+
+SWEEP_MESH = Path(__file__).parent / "data" / "bunny_gt.ply"
+
+
+def cloud_size_sweep(sizes: list[int], preset: str, method: str, steps: int, repeats: int) -> list[dict]:
+    """Steps/s of one method on clouds of `sizes` points sampled from one real scan, timed
+    interleaved (best chunk of `repeats`), and the set-up time before the first step."""
+    fitters, setup = {}, {}
+    for size in sizes:
+        cloud = load_point_cloud(SWEEP_MESH, mesh_samples=size, seed=0)
+        stages, start = [], time.perf_counter()
+        fitter = _timed_fitter(cloud, preset, method, steps, repeats, progress=lambda s: stages.append(
+            (s, time.perf_counter())))
+        end = time.perf_counter()
+        marks = [t for _, t in stages] + [end]
+        setup[size] = {"setup_seconds": round(end - start, 2),
+                       **{f"setup_{name}_seconds": round(b - a, 2)
+                          for name, a, b in zip(("tree_and_sigma", "method"), marks, marks[1:])}}
+        fitters[size] = fitter
+        print(f"  {size:,} points: set-up {setup[size]}", flush=True)
+    runs = {size: f.run() for size, f in fitters.items()}
+    for run in runs.values():
+        next(run)
+    best = {size: float("inf") for size in sizes}
+    for _ in range(repeats):
+        for size, run in runs.items():
+            start = time.perf_counter()
+            next(run)
+            best[size] = min(best[size], time.perf_counter() - start)
+    for run in runs.values():
+        run.close()
+    base = steps / best[sizes[0]]
+    return [{"preset": preset, "method": method, "points": size, **setup[size],
+             "steps_per_second": round(steps / best[size], 3),
+             "relative_to_smallest": round(steps / best[size] / base, 3)} for size in sizes]
+
+
+def sweep_main() -> None:
+    parser = argparse.ArgumentParser(description="Steps/s against cloud size (issue 10 §5).")
+    parser.add_argument("--cloud-sweep", nargs="+", type=int, default=[30_000, 200_000, 1_000_000])
+    parser.add_argument("--preset", default="cpu-quick")
+    parser.add_argument("--method", default="diffcd")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    rows = cloud_size_sweep(args.cloud_sweep, args.preset, args.method, args.steps, args.repeats)
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    backend = jax.default_backend()
+    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "backend": backend,
+              "cpu_count": __import__("os").cpu_count(), "jax": jax.__version__,
+              "cloud": f"{SWEEP_MESH.name} sampled", "rows": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"speed-cloud-size-{backend}.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [f"# Steps/s against cloud size ({backend}, {report['cpu_count']} cores)", "",
+             f"{report['date']}, JAX {report['jax']}; {args.method}, {args.preset}, clouds sampled from "
+             f"{SWEEP_MESH.name}; best of {args.repeats} interleaved chunks of {args.steps} steps.", "",
+             "| points | steps/s | vs smallest | set-up s | KD-tree + sigma s | method set-up s |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['points']:,} | {r['steps_per_second']} | {r['relative_to_smallest']} | "
+                     f"{r['setup_seconds']} | {r.get('setup_tree_and_sigma_seconds', '')} | "
+                     f"{r.get('setup_method_seconds', '')} |")
+    (RESULTS / f"speed-cloud-size-{backend}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    sweep_main() if "--cloud-sweep" in sys.argv else main()

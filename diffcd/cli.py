@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -36,7 +37,9 @@ def _fit(args: argparse.Namespace) -> int:
         cloud = io.load_point_cloud(args.cloud, max_points=args.max_points, seed=args.seed)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    fitter = Fitter(cloud, config)
+    setup_start = time.perf_counter()
+    fitter = Fitter(cloud, config, progress=None if args.quiet else lambda stage: print(
+        f"preparing ({time.perf_counter() - setup_start:.0f} s): {stage}", file=sys.stderr, flush=True))
     if args.resume:
         fitter.restore(checkpoint.restore_train_state(args.resume, fitter))
     print(f"fitting {len(cloud.points):,} points with {config.method} ({args.preset}, "

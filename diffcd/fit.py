@@ -29,7 +29,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import trimesh
-from scipy.spatial import cKDTree
 
 from diffcd import meshing, sampling
 from diffcd.errors import ConfigError, MeshError, NoSurfaceError
@@ -339,17 +338,29 @@ class Fitter:
     parameters of the last finished chunk remain available through `fitted()`.
     """
 
-    def __init__(self, cloud: PointCloud | np.ndarray, config: FitConfig = FitConfig()):
+    def __init__(
+        self,
+        cloud: PointCloud | np.ndarray,
+        config: FitConfig = FitConfig(),
+        *,
+        progress: Callable[[str], None] | None = None,
+    ):
+        """`progress` is called with a short description before each set-up stage (the KD-tree
+        and local sigma take tens of seconds on a 1M-point cloud)."""
+        report = progress or (lambda stage: None)
         self.cloud = cloud if isinstance(cloud, PointCloud) else points_from_array(cloud)
         self.config = config
         self.spec = config.spec
         self.normalization = Normalization.from_points(self.cloud.points)
         points = self.normalization.apply(self.cloud.points).astype(np.float32)
-        sigma = sampling.local_sigma(points, k=config.sigma_neighbors)
+        report(f"KD-tree and local sigma of {len(points):,} points")
+        tree = sampling.cloud_tree(points)
+        sigma = sampling.local_sigma(points, k=config.sigma_neighbors, tree=tree)
         method_config = config.method_config
+        report(f"{self.spec.title} set-up")
         extra = self.spec.prepare(points, sigma, method_config, config.seed)
         self._points = points
-        self._tree = cKDTree(points) if self.spec.uses_surface_seeds else None
+        self._tree = tree if self.spec.uses_surface_seeds else None
         self.data = jax.device_put({"points": points, "sigma": sigma, **extra})
         schedule = config.schedule
         self._program = _chunk_program(

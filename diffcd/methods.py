@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffcd import losses, sampling
+from diffcd import losses, nearest, sampling
 
 Data = dict[str, jax.Array]
 """Per-fit arrays a loss reads (cloud, sigma, method extras); shapes fixed for the whole fit."""
@@ -73,6 +73,19 @@ class DiffCDConfig:
     """A projected point counts only where |f(s)| is below this."""
     nn_candidates: int = 32
     """Cloud points kept per seed for the in-graph nearest-neighbour search (see sampling)."""
+    nn_search: str = "exact"
+    """"exact": every valid surface point's target is its nearest cloud point (diffcd.nearest);
+    "candidates": the nearest of its seed's candidates only, exact only where certified (the
+    former behaviour, kept for A/B comparisons)."""
+
+    def __post_init__(self) -> None:
+        if self.nn_search not in NN_SEARCHES:
+            from diffcd.errors import ConfigError
+
+            raise ConfigError(f"nn_search must be one of {', '.join(NN_SEARCHES)}, not {self.nn_search!r}.")
+
+
+NN_SEARCHES = ("exact", "candidates")
 
 
 MethodConfig = Any
@@ -155,17 +168,20 @@ def diffcd_prepare(points, sigma, config, seed):
     """Placeholder seeds (the cloud itself) of the right shapes; the fit loop refreshes them."""
     rng = np.random.default_rng(seed)
     seeds = points[rng.choice(len(points), config.seed_count, replace=len(points) < config.seed_count)]
+    index = nearest.build_index(points) if config.nn_search == "exact" else {}
     return {
         "seeds": seeds.astype(np.float32),
         "seed_candidates": np.zeros((config.seed_count, min(config.nn_candidates, len(points))), np.int32),
         "seed_radius": np.zeros((config.seed_count,), np.float32),
+        **index,
     }
 
 
 def surface_to_cloud_targets(
     surface: jax.Array, seeds: jax.Array, candidates: jax.Array, radius: jax.Array, points: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """Nearest cloud point of each surface point among its seed's candidates, and a certificate.
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Nearest cloud point of each surface point among its seed's candidates, its distance, and
+    a certificate.
 
     The certificate is true where the candidate set provably holds the exact nearest neighbour
     (the best candidate is closer than any point outside the seed's candidate ball).
@@ -174,8 +190,9 @@ def surface_to_cloud_targets(
     distances = losses.safe_norm(surface[:, None, :] - cloud)
     best = jnp.argmin(distances, axis=1)
     targets = jnp.take_along_axis(cloud, best[:, None, None], axis=1)[:, 0]
-    certified = jnp.min(distances, axis=1) <= radius - losses.safe_norm(surface - seeds)
-    return targets, certified
+    distance = jnp.min(distances, axis=1)
+    certified = distance <= radius - losses.safe_norm(surface - seeds)
+    return targets, distance, certified
 
 
 def diffcd_loss(apply, params, data, config, weights, key, batch_size):
@@ -204,10 +221,17 @@ def diffcd_loss(apply, params, data, config, weights, key, batch_size):
     # and f(θ, s), through which alone the θ-gradient flows.
     surface_values, surface_gradients = losses.values_and_gradients(_bind(exact, params), surface)
     valid = jnp.abs(jax.lax.stop_gradient(surface_values)) < weights["valid_threshold"]
-    targets, certified = surface_to_cloud_targets(
+    targets, distance, certified = surface_to_cloud_targets(
         surface, seeds, data["seed_candidates"][pick], data["seed_radius"][pick], data["points"]
     )
     valid_count = jnp.maximum(jnp.sum(valid), 1)
+    if config.nn_search == "exact":
+        index = {name: value for name, value in data.items() if name.startswith("nn_")}
+        targets, searched = nearest.exact_targets(surface, targets, distance, certified, valid, index)
+        exact = certified | searched["tree"] | searched["brute"]
+        brute = searched["brute"]
+    else:
+        exact, brute = certified, jnp.zeros_like(certified)
 
     def mean_distance_to_cloud(s):
         return jnp.sum(jnp.where(valid, losses.safe_norm(s - targets), 0.0)) / valid_count
@@ -227,7 +251,11 @@ def diffcd_loss(apply, params, data, config, weights, key, batch_size):
         "eikonal": eikonal,
         "area": area,
         "valid_surface_fraction": jnp.mean(valid),
+        # Shares of the valid surface points: answered by the seed certificate, proved exact
+        # (1 with nn_search="exact"), and found by brute force (the slowest stage).
         "nn_certified_fraction": jnp.sum(valid & certified) / valid_count,
+        "nn_exact_fraction": jnp.sum(valid & exact) / valid_count,
+        "nn_brute_force_fraction": jnp.sum(valid & brute) / valid_count,
     }
     return total, aux
 

@@ -15,11 +15,27 @@ BOX = 0.8
 """Every sample, mesh and fit lives in [-BOX, BOX]^3 (normalised units)."""
 
 
-def local_sigma(points: np.ndarray, *, k: int = 50, factor: float = 0.2) -> np.ndarray:
-    """factor x distance from each point to its k-th nearest other point."""
+def cloud_tree(points: np.ndarray) -> cKDTree:
+    """The cloud's KD-tree, built for speed: sliding-midpoint splits and no node shrinking build
+    3-7x faster than scipy's defaults and answer the fit's queries as fast or faster (measured at
+    200k points: k=51 query 15 s against 61 s with the defaults on a loaded 2-core machine)."""
+    return cKDTree(points, leafsize=32, balanced_tree=False, compact_nodes=False)
+
+
+def local_sigma(
+    points: np.ndarray, *, k: int = 50, factor: float = 0.2, tree: cKDTree | None = None
+) -> np.ndarray:
+    """factor x distance from each point to its k-th nearest other point.
+
+    Asks the tree for that one neighbour only (`k=[k + 1]`): the full k-neighbour table of a
+    1M-point cloud would be 800 MB of distances and indices.
+    """
     k = min(k, len(points) - 1)
-    distances, _ = cKDTree(points).query(points, k=k + 1, workers=-1)
-    return (factor * distances[:, k]).astype(np.float32)
+    if k < 1:
+        return np.zeros(len(points), np.float32)
+    tree = cloud_tree(points) if tree is None else tree
+    distances, _ = tree.query(points, k=[k + 1], workers=-1)
+    return (factor * distances[:, 0]).astype(np.float32)
 
 
 def nearest_candidates(
@@ -38,16 +54,56 @@ def nearest_candidates(
     return indices.astype(np.int32), distances[:, -1].astype(np.float32)
 
 
+_FEISTEL_ROUNDS = 8
+
+
+def _mix32(x: jax.Array) -> jax.Array:
+    """A 32-bit integer hash with full avalanche (the "lowbias32" constants)."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def _feistel(x: jax.Array, round_keys: jax.Array, half_bits: int) -> jax.Array:
+    """A keyed bijection of [0, 4**half_bits): a balanced Feistel network on two half-words."""
+    mask = jnp.uint32((1 << half_bits) - 1)
+    left, right = x >> half_bits, x & mask
+    for r in range(_FEISTEL_ROUNDS):
+        left, right = right, left ^ (_mix32(right ^ round_keys[r]) & mask)
+    return (left << half_bits) | right
+
+
+def permuted_indices(key: jax.Array, num_points: int, count: int) -> jax.Array:
+    """Positions 0..count-1 of a keyed pseudo-random permutation of range(num_points).
+
+    A Feistel network permutes the smallest even-bit-width range that holds num_points (at most
+    4x larger); cycle-walking (apply it again while the image is out of range) restricts it to a
+    permutation of range(num_points). So the indices are distinct, and the work is O(count),
+    independent of num_points.
+    """
+    half_bits = max(1, -(-max(num_points - 1, 1).bit_length() // 2))
+    round_keys = jax.random.bits(key, (_FEISTEL_ROUNDS,), jnp.uint32)
+    limit = jnp.uint32(num_points)
+    start = _feistel(jnp.arange(count, dtype=jnp.uint32), round_keys, half_bits)
+
+    def walk(x):
+        return jnp.where(x < limit, x, _feistel(x, round_keys, half_bits))
+
+    out = jax.lax.while_loop(lambda x: jnp.any(x >= limit), walk, start)
+    return out.astype(jnp.int32)
+
+
 def draw_batch_indices(key: jax.Array, num_points: int, batch_size: int) -> jax.Array:
     """batch_size distinct indices into num_points: a uniformly random subset, in random order.
 
-    They are the positions of the largest of num_points random 32-bit keys. That is the same
-    distribution as `jax.random.choice(..., replace=False)`, which shuffles all num_points
-    instead: on 2 CPU cores 14 ms per step at 30k points and 0.57 s at 1M (2.3 ms and 11 ms
-    here), a large share of a small step.
+    The first batch_size positions of a fresh keyed permutation of the index range
+    (`permuted_indices`): a step's draw costs the same at 30k and at 1M points. The former draw,
+    the top-k of num_points random keys, is a full sort on XLA's CPU backend (14 ms per call at
+    50k points, 307 ms at 1M on 2 cores).
     """
-    keys = jax.random.bits(key, (num_points,), jnp.uint32)
-    return jax.lax.top_k(keys, min(batch_size, num_points))[1]
+    return permuted_indices(key, num_points, min(batch_size, num_points))
 
 
 def local_samples(key: jax.Array, points: jax.Array, sigma: jax.Array) -> jax.Array:
@@ -68,5 +124,5 @@ def neural_pull_pairs(
     queries = np.repeat(points, per_point, axis=0)
     queries += np.repeat(sigma, per_point)[:, None] * rng.standard_normal(queries.shape)
     queries = queries.astype(np.float32)
-    _, nearest = cKDTree(points).query(queries, k=1, workers=-1)
+    _, nearest = cloud_tree(points).query(queries, k=1, workers=-1)
     return queries, points[nearest].astype(np.float32)

@@ -1,14 +1,19 @@
-"""Per-step draws: the cloud batch is a uniformly random subset drawn without replacement."""
+"""Per-step draws: the cloud batch is a uniformly random subset drawn without replacement, at a
+cost that does not depend on the cloud's size."""
+
+import functools
 
 import jax
 import numpy as np
 
 from diffcd.sampling import draw_batch_indices
 
+draw = jax.jit(draw_batch_indices, static_argnums=(1, 2))
+
 
 def test_batch_indices_are_distinct_and_in_range():
-    for num_points, batch in ((10, 3), (1000, 1000), (50, 80)):
-        idx = np.asarray(draw_batch_indices(jax.random.PRNGKey(num_points), num_points, batch))
+    for num_points, batch in ((10, 3), (1000, 1000), (50, 80), (1, 5), (65_537, 5000)):
+        idx = np.asarray(draw(jax.random.PRNGKey(num_points), num_points, batch))
         assert len(idx) == min(batch, num_points)
         assert len(np.unique(idx)) == len(idx)
         assert idx.min() >= 0 and idx.max() < num_points
@@ -18,7 +23,7 @@ def test_every_point_and_every_pair_is_drawn_equally_often():
     """3 of 6 points, 6000 draws: each point is in half the batches (std 0.65 % of draws), each of
     the 15 pairs in a fifth (std 0.52 %); a biased sampler (e.g. one favouring low indices when
     keys tie) fails the 3 % bounds."""
-    draws = jax.vmap(lambda k: draw_batch_indices(k, 6, 3))(jax.random.split(jax.random.PRNGKey(0), 6000))
+    draws = jax.jit(jax.vmap(lambda k: draw_batch_indices(k, 6, 3)))(jax.random.split(jax.random.PRNGKey(0), 6000))
     member = np.zeros((6000, 6), bool)
     np.put_along_axis(member, np.asarray(draws), True, axis=1)
     assert np.all(np.abs(member.mean(axis=0) - 0.5) < 0.03)
@@ -26,7 +31,35 @@ def test_every_point_and_every_pair_is_drawn_equally_often():
     assert np.all(np.abs(pairs - 0.2) < 0.03)
 
 
+def test_counts_over_a_larger_range_are_uniform():
+    """700 points (not a power of two: the draw cycle-walks), 70 a draw, 2000 draws: every point
+    is expected 200 times; a chi-square far above its 699 degrees of freedom means bias, and so
+    does any point's first position being favoured."""
+    keys = jax.random.split(jax.random.PRNGKey(3), 2000)
+    draws = np.asarray(jax.jit(jax.vmap(lambda k: draw_batch_indices(k, 700, 70)))(keys))
+    counts = np.bincount(draws.ravel(), minlength=700)
+    chi2 = np.sum((counts - 200.0) ** 2 / 200.0)
+    assert chi2 < 699 + 5 * np.sqrt(2 * 699)
+    first = np.bincount(draws[:, 0], minlength=700)
+    assert np.sum((first - 2000 / 700) ** 2 / (2000 / 700)) < 699 + 5 * np.sqrt(2 * 699)
+
+
 def test_same_key_same_batch_other_key_other_batch():
-    a = draw_batch_indices(jax.random.PRNGKey(1), 1000, 100)
-    assert np.array_equal(a, draw_batch_indices(jax.random.PRNGKey(1), 1000, 100))
-    assert not np.array_equal(a, draw_batch_indices(jax.random.PRNGKey(2), 1000, 100))
+    a = draw(jax.random.PRNGKey(1), 1000, 100)
+    assert np.array_equal(a, draw(jax.random.PRNGKey(1), 1000, 100))
+    assert not np.array_equal(a, draw(jax.random.PRNGKey(2), 1000, 100))
+
+
+@functools.lru_cache
+def _compiled_cost(num_points: int) -> dict:
+    compiled = draw.lower(jax.random.PRNGKey(0), num_points, 2500).compile()
+    analysis = compiled.cost_analysis()
+    return analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+
+
+def test_draw_cost_does_not_grow_with_the_cloud():
+    """The compiled draw touches no array of the cloud's size: XLA counts the same bytes at 30k
+    and at 10M points (the former top-k over N random keys grew linearly)."""
+    small, large = _compiled_cost(30_000), _compiled_cost(10_000_000)
+    assert large["bytes accessed"] <= 1.1 * small["bytes accessed"]
+    assert large["bytes accessed"] < 4 * 10_000_000  # not even one 32-bit word per point
