@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from space.context import AppContext
 from space.sessions import SHARED_FOLDER
 from space.errors import catch_all
 from space.validation import LoadedCloud
+
+
+_EXAMPLES_LOCK = threading.Lock()
 
 
 class CloudInputs(AppContext):
@@ -34,14 +38,16 @@ class CloudInputs(AppContext):
         return "\n\n".join(lines)
 
     def example_preview(self, example_id: str) -> tuple[str, str]:
-        """The preview GLB and description of a built-in example, built once per app."""
-        if example_id not in self._examples:
-            loaded = self._load_cloud(None, example_id)
-            folder = self.store.root / SHARED_FOLDER
-            folder.mkdir(exist_ok=True)
-            path = viewer.cloud_glb(loaded.cloud.points, folder / f"{example_id}-cloud.glb")
-            self._examples[example_id] = (str(path), self._cloud_info(loaded))
-        return self._examples[example_id]
+        """The preview GLB and description of a built-in example, built once per app (two requests
+        for the same example at once build it once)."""
+        with _EXAMPLES_LOCK:
+            if example_id not in self._examples:
+                loaded = self._load_cloud(None, example_id)
+                folder = self.store.root / SHARED_FOLDER
+                folder.mkdir(exist_ok=True)
+                path = viewer.cloud_glb(loaded.cloud.points, folder / f"{example_id}-cloud.glb")
+                self._examples[example_id] = (str(path), self._cloud_info(loaded))
+            return self._examples[example_id]
 
     @catch_all("Cannot show this example")
     def load_example(self, example: str) -> tuple[str, str]:

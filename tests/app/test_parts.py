@@ -116,3 +116,26 @@ def test_a_fit_over_the_time_limit_is_stopped_and_still_delivered(tmp_path):
     assert progress["stage"] == "cancelled" and progress["summary"]["steps"] < 400
     assert "stops a fit after 0 s" in status
     assert trimesh.load(surface, force="mesh").faces.size > 0 and state["model_dir"]
+
+
+def test_two_requests_for_one_example_preview_at_once_both_get_it(tmp_path):
+    import threading
+
+    from _apptest import TINY_PRESET
+    from space.handlers import Handlers
+
+    handlers = Handlers(presets={"test-tiny": TINY_PRESET}, store=SessionStore(tmp_path))
+    results, errors = [], []
+
+    def ask():
+        try:
+            results.append(handlers.example_preview("sphere"))
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors and len(results) == 4 and len({r[0] for r in results}) == 1
