@@ -38,8 +38,14 @@ def nearest_candidates(
     return indices.astype(np.int32), distances[:, -1].astype(np.float32)
 
 
-def draw_batch_indices(key: jax.Array, num_points: int, batch_size: int) -> jax.Array:
+def draw_batch_indices(
+    key: jax.Array, num_points: int, batch_size: int, valid: jax.Array | None = None
+) -> jax.Array:
     """batch_size distinct indices into num_points: a uniformly random subset, in random order.
+
+    `valid` (traced, optional): only the first `valid` of num_points may be drawn, the rest are
+    padding (diffcd.batch pads clouds to a common size). The draw is then the one an unpadded
+    array of `valid` points gets from the same key.
 
     They are the positions of the largest of num_points random 32-bit keys. That is the same
     distribution as `jax.random.choice(..., replace=False)`, which shuffles all num_points
@@ -47,6 +53,8 @@ def draw_batch_indices(key: jax.Array, num_points: int, batch_size: int) -> jax.
     here), a large share of a small step.
     """
     keys = jax.random.bits(key, (num_points,), jnp.uint32)
+    if valid is not None:  # padding loses every tie: top_k keeps the lower index first
+        keys = jnp.where(jnp.arange(num_points) < valid, keys, jnp.uint32(0))
     return jax.lax.top_k(keys, min(batch_size, num_points))[1]
 
 
