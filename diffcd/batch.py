@@ -57,6 +57,8 @@ PAD_MULTIPLE = 1024
 PADDED = {"points": "point_count", "sigma": "point_count",
           "pull_queries": "pair_count", "pull_targets": "pair_count"}
 """Arrays padded along their first axis, and the data entry that holds their real length."""
+_HOST_THREADS = 4
+"""Shapes meshed at once on the host (KD-tree queries, and NumPy where it can, run without the GIL)."""
 _GRID_POINTS_PER_CALL = 2**18
 """Grid points per shape and per step of the batched seed-grid evaluation."""
 
@@ -293,7 +295,9 @@ class _Group:
         def host_work():
             start = time.perf_counter()
             grids = np.array(values)  # writable: scikit-image needs it
-            seeds = [_surface_seeds(shape, grids[i], step) for i, shape in enumerate(self.shapes)]
+            with concurrent.futures.ThreadPoolExecutor(min(len(self.shapes), _HOST_THREADS)) as meshers:
+                seeds = list(meshers.map(lambda i: _surface_seeds(self.shapes[i], grids[i], step),
+                                         range(len(self.shapes))))
             seeds += [seeds[0]] * (len(self.slots) - len(self.shapes))
             return seeds, time.perf_counter() - start
 

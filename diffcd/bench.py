@@ -136,7 +136,8 @@ def job_config(job: Job, args: argparse.Namespace):
     return config
 
 
-def _check_bench_file(out: Path, settings: dict[str, Any]) -> None:
+def _check_bench_file(out: Path, settings: dict[str, Any], *, write: bool) -> None:
+    """Refuse to resume a table made with other settings; record this run's (process 0 only)."""
     path = out / BENCH_FILE
     if path.is_file():
         earlier = json.loads(path.read_text())
@@ -144,10 +145,14 @@ def _check_bench_file(out: Path, settings: dict[str, Any]) -> None:
         if changed:
             raise ConfigError(f"{out} holds a table made with other settings ({', '.join(changed)}); "
                               "resume with the same settings or choose another --out.")
+    if not write:
+        return
     out.mkdir(parents=True, exist_ok=True)
     merged = {**settings, "methods": sorted(set(settings["methods"]) | set(json.loads(path.read_text()).get("methods", [])))
               if path.is_file() else settings["methods"]}
-    path.write_text(json.dumps(merged, indent=2) + "\n")
+    partial = out / f".{BENCH_FILE}.partial"  # other processes may be reading it
+    partial.write_text(json.dumps(merged, indent=2) + "\n")
+    partial.replace(path)
 
 
 def read_row(run_dir: Path) -> dict[str, Any] | None:
@@ -202,10 +207,9 @@ def run(args: argparse.Namespace) -> int:
     for noise in args.noise:
         if noise not in NOISE_SETTINGS:
             raise ConfigError(f"Unknown noise level {noise!r}; choose from {', '.join(NOISE_SETTINGS)}.")
-    if process == 0:
-        _check_bench_file(out, {"dataset": str(Path(args.dataset).resolve()),
-                                **{k: getattr(args, k) for k in SETTINGS_KEYS},
-                                "methods": [s.label for s in settings]})
+    _check_bench_file(out, {"dataset": str(Path(args.dataset).resolve()),
+                            **{k: getattr(args, k) for k in SETTINGS_KEYS},
+                            "methods": [s.label for s in settings]}, write=process == 0)
     jobs = plan_jobs(shapes, settings, list(args.noise), out)
     if not jobs:
         raise ConfigError(f"No shape of {args.dataset} has noise level {' or '.join(args.noise)}.")
