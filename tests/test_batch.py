@@ -75,6 +75,7 @@ def test_batched_fits_equal_single_fits_for_igr_and_neural_pull():
     assert max_difference(results[0], results[2]) > 1e-6
 
 
+@pytest.mark.slow
 def test_diffcd_batched_equals_single_with_and_without_overlapped_refresh():
     config = tiny("diffcd")
     clouds = CLOUDS[:2]
@@ -129,6 +130,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sharded_over_four_host_devices_equals_one_device(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
            "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}

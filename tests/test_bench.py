@@ -79,6 +79,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_on_loopback_split_the_shapes_and_gather_one_table(tmp_path):
     data, out = make_dataset(tmp_path / "data", ("ball", "donut", "box", "pill")), tmp_path / "table"
     coordinator = f"127.0.0.1:{free_port()}"
