@@ -45,7 +45,8 @@ def config_for(preset: str, method: str, steps: int):
     config = make_config(preset, method)
     full = config.schedule.steps
     # The preset's schedule shape (warm-up, refresh cadence) with fewer steps: same cost per step.
-    config = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, steps=steps))
+    config = dataclasses.replace(config, schedule=dataclasses.replace(
+        config.schedule, steps=steps, warmup_steps=min(steps, config.schedule.warmup_steps)))
     return config, full
 
 
@@ -118,14 +119,15 @@ def main(argv: list[str] | None = None) -> None:
     preset = args.preset or ("paper" if args.gpu else "cpu-quick")
     ks = args.ks or ([1, 8, 32] if args.gpu else [1, 4, 8])
     steps = args.steps or (300 if args.gpu else 48)
-    rows = []
-    for k in ks:
-        rows.append(measure(preset, args.method, k, steps, args.max_points))
-        print(json.dumps(rows[-1]), flush=True)
     backend = jax.default_backend()
     meta = {"preset": preset, "method": args.method, "backend": backend,
             "machine": f"{platform.machine()}, {jax.device_count()} {backend} device(s): {jax.devices()[0].device_kind}",
             "note": args.note, "jax": jax.__version__}
+    rows = []
+    for k in ks:
+        rows.append(measure(preset, args.method, k, steps, args.max_points))
+        print(json.dumps(rows[-1]), flush=True)
+        write(rows, meta)  # every K as it comes: a long run stopped early keeps what it measured
     if backend == "cpu" and not args.no_projection and preset != "paper":
         best = max(rows, key=lambda r: r["shape_steps_per_second"])
         ratio = flop_ratio(args.method, args.max_points)
@@ -133,11 +135,16 @@ def main(argv: list[str] | None = None) -> None:
             "flop_ratio": ratio, "best_k": best["K"],
             "paper_table_hours": PAPER_FITS * PAPER_STEPS * ratio / best["shape_steps_per_second"] / 3600,
         }
+    print(write(rows, meta))
+
+
+def write(rows: list[dict], meta: dict) -> str:
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"throughput-{backend}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    name = f"throughput-{meta['backend']}"
+    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     text = markdown(rows, meta)
-    (RESULTS / f"throughput-{backend}.md").write_text(text)
-    print(text)
+    (RESULTS / f"{name}.md").write_text(text)
+    return text
 
 
 if __name__ == "__main__":
