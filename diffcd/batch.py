@@ -353,9 +353,10 @@ class _Group:
         self.step = step + active
         return {name: values[:active] for name, values in outputs.items()}
 
-    def result(self, slot: int, wall_start: float) -> FitResult:
+    def result(self, slot: int, wall_start: float, host_params: Any) -> FitResult:
+        """Shape `slot`'s FitResult; host_params: the group's parameters, fetched once."""
         shape = self.shapes[slot]
-        params = jax.tree_util.tree_map(lambda x: np.asarray(x[slot]), jax.device_get(self.params))
+        params = jax.tree_util.tree_map(lambda x: np.asarray(x[slot]), host_params)
         fitted = FittedSDF(
             network=shape.config.network, params=params, normalization=shape.normalization,
             method=shape.config.method, method_config=shape.config.method_config,
@@ -453,8 +454,9 @@ def _fit_many(clouds, configs, devices, shapes_per_device, overlap) -> Iterator[
                     )
                     yield ShapeEvent(shape.index, event, shapes_done, len(shapes), steps_done,
                                      steps_total, elapsed, eta, len(members))
+            host_params = jax.device_get(group.params)
             for slot, shape in enumerate(group.shapes):
-                result = group.result(slot, group_start)
+                result = group.result(slot, group_start, host_params)
                 shapes_done += 1
                 event = FitEvent(
                     step=group.step, total_steps=shape.config.schedule.steps,
