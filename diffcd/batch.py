@@ -5,7 +5,9 @@ its structural settings, network, batch size, chunk length, step count) and trai
 lockstep: parameters, optimiser states, clouds and PRNG keys get a leading shape axis and one
 training step is `jax.vmap`-ed over it. Clouds of different sizes are padded to a common length;
 the padded data carries each cloud's real length ("point_count", "pair_count") and the batch
-draws respect it, so a shape's random stream does not depend on its neighbours or on padding.
+draws respect it, so a shape's random stream does not depend on its neighbours or on padding
+(with JAX's partitionable threefry, the default since 0.5, the first n random bits of a padded
+array are those of an array of n).
 
 A shape's set-up and key derivation are the single-shape `Fitter`'s, so a shape fitted in a
 group equals the same shape fitted alone (to float tolerance: vmapped kernels round differently).
