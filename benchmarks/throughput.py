@@ -102,6 +102,10 @@ def markdown(rows: list[dict], meta: dict) -> str:
         lines += ["", f"Paper size on this machine (estimate, not run): one paper step costs {p['flop_ratio']:.1f}x "
                       f"the FLOPs of a cpu-quick step, so at the best K ({p['best_k']}) the paper's 110 fits of 40,000 "
                       f"steps would take about {p['paper_table_hours']:,.0f} hours ({p['paper_table_hours'] / 24:,.0f} days)."]
+    if meta["backend"] == "cpu":
+        lines += ["", "GPU: `python -m benchmarks.throughput --gpu` (paper size, K = 1, 8, 32: steps/s per shape, "
+                      "peak GPU memory, one 40k-step fit, the 110-fit table) writes throughput-gpu.md. "
+                      "Not run yet: no GPU was available when this page was made."]
     return "\n".join(lines) + "\n"
 
 
