@@ -164,7 +164,7 @@ def read_row(run_dir: Path) -> dict[str, Any] | None:
 
 def _write_fit(job: Job, result, cloud, args, config) -> dict[str, Any]:
     """Mesh, evaluate and save one finished fit; returns its table row (also row.json)."""
-    from diffcd import io, metrics, runs
+    from diffcd import io, runs
     from diffcd.table import paper_units
 
     gt_mesh = io.load_mesh(job.shape.gt_mesh)
