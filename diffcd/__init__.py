@@ -12,6 +12,7 @@ from diffcd.errors import (
     NoSurfaceError,
     PointCloudError,
 )
+from diffcd.batch import ShapeEvent, fit_many
 from diffcd.export import export_sdf, load_sdf
 from diffcd.fit import FitConfig, FitEvent, FitResult, Fitter, ScheduleConfig, TrainState, fit, fit_sdf
 from diffcd.io import Normalization, PointCloud, load_mesh, load_point_cloud, points_from_array
@@ -26,5 +27,5 @@ __all__ = [
     "FitResult", "Fitter", "ScheduleConfig", "TrainState", "fit", "fit_sdf", "Normalization", "PointCloud",
     "load_mesh", "load_point_cloud", "points_from_array", "METHODS", "DiffCDConfig", "IGRConfig",
     "NeuralPullConfig", "SIRENConfig", "NetworkConfig", "DEFAULT_PRESET", "PRESETS", "make_config",
-    "FittedSDF",
+    "FittedSDF", "ShapeEvent", "fit_many",
 ]

@@ -1,4 +1,4 @@
-"""Command line: `python -m diffcd fit | mesh | eval`."""
+"""Command line: `python -m diffcd fit | mesh | eval | bench`."""
 
 from __future__ import annotations
 
@@ -165,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="sampling seed")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=_eval)
+
+    from diffcd.bench import add_parser as add_bench_parser
+
+    add_bench_parser(commands)
     return parser
 
 

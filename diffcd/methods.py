@@ -16,7 +16,9 @@ import numpy as np
 from diffcd import losses, nearest, sampling
 
 Data = dict[str, jax.Array]
-"""Per-fit arrays a loss reads (cloud, sigma, method extras); shapes fixed for the whole fit."""
+"""Per-fit arrays a loss reads (cloud, sigma, method extras); shapes fixed for the whole fit.
+Padded data (diffcd.batch) adds "point_count" and, for Neural-Pull, "pair_count": the real
+lengths of the padded arrays, which the draws respect."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +115,9 @@ def _bind(apply: Callable, params: Any) -> Callable[[jax.Array], jax.Array]:
 def _query_batch(key: jax.Array, data: Data, batch_size: int) -> tuple[jax.Array, jax.Array]:
     """Cloud batch B and one local Gaussian sample per batch point."""
     k_batch, k_local = jax.random.split(key)
-    idx = sampling.draw_batch_indices(k_batch, data["points"].shape[0], batch_size)
+    idx = sampling.draw_batch_indices(
+        k_batch, data["points"].shape[0], batch_size, data.get("point_count")
+    )
     batch = data["points"][idx]
     return batch, sampling.local_samples(k_local, batch, data["sigma"][idx])
 
@@ -152,7 +156,8 @@ def neural_pull_loss(apply, params, data, config, weights, key, batch_size):
     f = _bind(apply, params)
     # Pairs are drawn with replacement: a permutation of N x 50 pairs per step would cost more
     # than the step itself.
-    idx = jax.random.randint(key, (batch_size,), 0, data["pull_queries"].shape[0])
+    pairs = data.get("pair_count", data["pull_queries"].shape[0])  # padded (diffcd.batch) or not
+    idx = jax.random.randint(key, (batch_size,), 0, pairs)
     queries, targets = data["pull_queries"][idx], data["pull_targets"][idx]
     pull = jnp.mean(losses.safe_norm(targets - losses.pulled_points(f, queries)))
     total = pull

@@ -66,26 +66,28 @@ def _mix32(x: jax.Array) -> jax.Array:
     return x ^ (x >> 16)
 
 
-def _feistel(x: jax.Array, round_keys: jax.Array, half_bits: int) -> jax.Array:
+def _feistel(x: jax.Array, round_keys: jax.Array, half_bits: jax.Array) -> jax.Array:
     """A keyed bijection of [0, 4**half_bits): a balanced Feistel network on two half-words."""
-    mask = jnp.uint32((1 << half_bits) - 1)
+    mask = (jnp.uint32(1) << half_bits) - jnp.uint32(1)
     left, right = x >> half_bits, x & mask
     for r in range(_FEISTEL_ROUNDS):
         left, right = right, left ^ (_mix32(right ^ round_keys[r]) & mask)
     return (left << half_bits) | right
 
 
-def permuted_indices(key: jax.Array, num_points: int, count: int) -> jax.Array:
+def permuted_indices(key: jax.Array, num_points: int | jax.Array, count: int) -> jax.Array:
     """Positions 0..count-1 of a keyed pseudo-random permutation of range(num_points).
 
     A Feistel network permutes the smallest even-bit-width range that holds num_points (at most
     4x larger); cycle-walking (apply it again while the image is out of range) restricts it to a
     permutation of range(num_points). So the indices are distinct, and the work is O(count),
-    independent of num_points.
+    independent of num_points. `num_points` may be traced (a padded array's real length): the
+    draw is then the one the unpadded length gets from the same key.
     """
-    half_bits = max(1, -(-max(num_points - 1, 1).bit_length() // 2))
+    limit = jnp.asarray(num_points, jnp.uint32)
+    bit_length = jnp.uint32(32) - jax.lax.clz(jnp.maximum(limit - jnp.uint32(1), jnp.uint32(1)))
+    half_bits = jnp.maximum(jnp.uint32(1), (bit_length + jnp.uint32(1)) // jnp.uint32(2))
     round_keys = jax.random.bits(key, (_FEISTEL_ROUNDS,), jnp.uint32)
-    limit = jnp.uint32(num_points)
     start = _feistel(jnp.arange(count, dtype=jnp.uint32), round_keys, half_bits)
 
     def walk(x):
@@ -95,15 +97,21 @@ def permuted_indices(key: jax.Array, num_points: int, count: int) -> jax.Array:
     return out.astype(jnp.int32)
 
 
-def draw_batch_indices(key: jax.Array, num_points: int, batch_size: int) -> jax.Array:
+def draw_batch_indices(
+    key: jax.Array, num_points: int, batch_size: int, valid: jax.Array | None = None
+) -> jax.Array:
     """batch_size distinct indices into num_points: a uniformly random subset, in random order.
 
     The first batch_size positions of a fresh keyed permutation of the index range
     (`permuted_indices`): a step's draw costs the same at 30k and at 1M points. The former draw,
     the top-k of num_points random keys, is a full sort on XLA's CPU backend (14 ms per call at
     50k points, 307 ms at 1M on 2 cores).
+
+    `valid` (traced, optional): only the first `valid` of num_points may be drawn, the rest are
+    padding (diffcd.batch pads clouds to a common size). The draw is then the one an unpadded
+    array of `valid` points gets from the same key.
     """
-    return permuted_indices(key, num_points, min(batch_size, num_points))
+    return permuted_indices(key, num_points if valid is None else valid, min(batch_size, num_points))
 
 
 def local_samples(key: jax.Array, points: jax.Array, sigma: jax.Array) -> jax.Array:

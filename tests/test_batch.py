@@ -1,0 +1,143 @@
+"""fit_many: K shapes in one vmapped program give the fits each shape gets alone."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from diffcd import Fitter, make_config
+from diffcd.batch import fit_many, plan_groups
+from diffcd.errors import ConfigError
+
+TINY = {"hidden_layers": 2, "width": 32, "skip_layers": (1,)}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def blob_cloud(count, seed, radius=1.0):
+    """A bumpy closed surface, different per seed."""
+    rng = np.random.default_rng(seed)
+    direction = rng.standard_normal((count, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    bump = 1.0 + 0.2 * np.sin(3 * direction[:, 0] + seed) * np.cos(2 * direction[:, 1])
+    return (radius * bump[:, None] * direction + seed).astype(np.float32)
+
+
+def tiny(method, steps=12, seed=0, **method_overrides):
+    config = make_config("cpu-quick", method, steps=steps, seed=seed, network_overrides=TINY,
+                         batch_size=128, method_overrides=method_overrides or None)
+    config = dataclasses.replace(config, chunk_steps=5)
+    if method == "diffcd":
+        config = dataclasses.replace(config, method_config=dataclasses.replace(
+            config.method_config, seed_count=300, seed_mesh_resolution=16, seed_refresh_every=6))
+    return config
+
+
+def results_by_index(events):
+    events = list(events)
+    return {e.index: e.event.result for e in events if e.event.done}, events
+
+
+def max_difference(a, b):
+    leaves = zip(jax.tree_util.tree_leaves(a.fitted.params), jax.tree_util.tree_leaves(b.fitted.params))
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in leaves)
+
+
+def single_fit(cloud, config):
+    return next(e.result for e in Fitter(cloud, config).run() if e.done)
+
+
+# Clouds of different sizes: the group pads them to one length.
+CLOUDS = [blob_cloud(300, 0), blob_cloud(470, 1, 2.0), blob_cloud(390, 2, 0.5)]
+
+
+def test_batched_fits_equal_single_fits_for_igr_and_neural_pull():
+    # Two groups (IGR, Neural-Pull) from one call; one IGR shape with its own seed and λ.
+    configs = [tiny("igr"), tiny("igr", seed=7), tiny("igr", eikonal_weight=0.5),
+               tiny("neural-pull"), tiny("neural-pull")]
+    clouds = CLOUDS + CLOUDS[:2]
+    results, events = results_by_index(fit_many(clouds, configs))
+    assert sorted(results) == list(range(5))
+    assert {e.shapes_in_program for e in events} == {3, 2}
+    for i, (cloud, config) in enumerate(zip(clouds, configs)):
+        alone = single_fit(cloud, config)
+        assert max_difference(results[i], alone) < 1e-5, i
+        assert results[i].history[-1]["loss"] == pytest.approx(alone.history[-1]["loss"], rel=1e-4, abs=1e-6)
+        assert len(results[i].history) == config.schedule.steps
+    # Different seeds and weights really give different fits (the comparison above can fail).
+    assert max_difference(results[0], results[1]) > 1e-3
+    assert max_difference(results[0], results[2]) > 1e-6
+
+
+@pytest.mark.slow
+def test_diffcd_batched_equals_single_with_and_without_overlapped_refresh():
+    config = tiny("diffcd")
+    clouds = CLOUDS[:2]
+    waiting, _ = results_by_index(fit_many(clouds, config, overlap_seed_refresh=False))
+    overlapped, _ = results_by_index(fit_many(clouds, config))
+    # Waiting for every refresh is Fitter's loop (its seed mesh meshes coarse-to-fine, ours
+    # densely: the same level set up to float rounding).
+    for i, cloud in enumerate(clouds):
+        assert max_difference(waiting[i], single_fit(cloud, config)) < 1e-4
+    # Overlapped refreshes: shape 1 in the group of two equals shape 1 fitted alone.
+    alone, _ = results_by_index(fit_many(clouds[1:], config))
+    assert max_difference(overlapped[1], alone[0]) < 1e-5
+    assert overlapped[1].summary["overlap_seed_refresh"] is True
+    assert np.isfinite(overlapped[1].history[-1]["surface_to_point"])
+    # The lagged seeds do change the fit: the overlapped and waiting runs are different runs.
+    assert max_difference(overlapped[0], waiting[0]) > 0
+
+
+def test_fit_many_reports_every_shape_and_the_whole_run():
+    _, events = results_by_index(fit_many(CLOUDS[:2], tiny("igr", steps=10)))
+    done = [e for e in events if e.event.done]
+    assert [e.index for e in done] == [0, 1]
+    assert done[-1].shapes_done == 2 and done[-1].steps_done == done[-1].steps_total == 20
+    progress = [e.steps_done for e in events]
+    assert progress == sorted(progress)
+    assert all(e.eta >= 0 for e in events if not e.event.done)
+    result = done[0].event.result
+    assert result.summary["shapes_in_program"] == 2 and result.fitted.steps == 10
+    assert result.fitted.extract_mesh(24).vertices.shape[1] == 3
+
+
+def test_plan_groups_and_config_errors():
+    assert plan_groups(["a", "b", "a", "a", "b"], 2) == [[0, 2], [3], [1, 4]]
+    with pytest.raises(ConfigError, match="2 clouds but 1 configs"):
+        fit_many(CLOUDS[:2], [tiny("igr")])
+
+
+SHARDED_SCRIPT = textwrap.dedent("""
+    import dataclasses, json, sys
+    import jax, numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from test_batch import CLOUDS, tiny, results_by_index
+    from diffcd.batch import fit_many
+    assert len(jax.local_devices()) == 4, jax.local_devices()
+    config = tiny("igr", steps=10)
+    sharded, _ = results_by_index(fit_many(CLOUDS, config))
+    single, _ = results_by_index(fit_many(CLOUDS, config, devices=jax.local_devices()[:1]))
+    diff = max(float(np.max(np.abs(a - b))) for i in range(3) for a, b in zip(
+        jax.tree_util.tree_leaves(sharded[i].fitted.params), jax.tree_util.tree_leaves(single[i].fitted.params)))
+    print(json.dumps({"diff": diff, "devices": [sharded[i].summary["devices"] for i in range(3)],
+                      "single_devices": single[0].summary["devices"]}))
+""")
+
+
+@pytest.mark.slow
+def test_sharded_over_four_host_devices_equals_one_device(tmp_path):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT, str(REPO / "tests")], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["devices"] == [3, 3, 3]  # three shapes: one per device on three of the four
+    assert report["single_devices"] == 1
+    assert report["diff"] < 1e-5
