@@ -4,7 +4,6 @@ that turn settings and state into objects."""
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,17 +17,6 @@ from space.limits import Limits
 from space.presets import AppPreset
 from space.sessions import SessionStore
 from space.validation import LoadedCloud, load_cloud
-
-
-def supported(function: Callable, **options: Any) -> dict[str, Any]:
-    """Those of `options` that `function` accepts (bounds the library or Hub helpers may not take yet)."""
-    try:
-        parameters = inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return {}
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return options
-    return {k: v for k, v in options.items() if k in parameters}
 
 
 def bounded(fitted, *, max_faces: int | None, should_stop: Callable[[], bool] | None):
@@ -103,8 +91,7 @@ class AppContext:
         """The current model: in memory, else loaded within the bounds of a network this app accepts."""
         if current.get("fitted") is not None:
             return current["fitted"]
-        network_limits = self.limits.network_limits()
-        return load_sdf(current["model_dir"], **supported(load_sdf, limits=network_limits) if network_limits else {})
+        return load_sdf(current["model_dir"], limits=self.limits.network_limits())
 
     def _model_folder(self, current: dict, request) -> str:
         """A folder holding the current model's export (written now if it is only in memory)."""

@@ -9,10 +9,10 @@ import gradio as gr
 import pandas as pd
 
 from diffcd import DiffCDError
-from space.context import AppContext, supported
+from space.context import AppContext
 from space.errors import catch_all
 from space.jobs import Budget
-from space.outputs import checkpoint_zip, error_message, mesh_files, number, plain_markdown
+from space.outputs import checkpoint_zip, error_message, mesh_files
 from space.validation import check_repo_id, check_resolution
 
 
@@ -37,8 +37,7 @@ class HubTab(AppContext):
             # Anonymous: a Space's own HF_TOKEN must never list its owner's private repos.
             found = list_checkpoints(author=(author or "").strip()[:96] or None, token=False,
                                      search=(search or "").strip()[:96] or None, endpoint=self.hub_endpoint,
-                                     **supported(list_checkpoints, limit=self.limits.max_listing_repos,
-                                                 max_bytes=self.limits.max_listing_bytes))
+                                     limits=self.limits.list_limits())
         except HubError as error:
             raise gr.Error(str(error), title="Cannot list checkpoints") from None
         rows = []
@@ -84,9 +83,9 @@ class HubTab(AppContext):
             The mesh (GLB), a Markdown description (commit, method, settings, published metrics),
             downloads (GLB, PLY, OBJ, the checkpoint zip) and a status line.
         """
-        from hub._common import method_label
         from hub.errors import HubError, forget_secret
         from hub.pull import pull_checkpoint
+        from hub.text import pull_summary
 
         repo_id = check_repo_id(repo_id)
         resolution = check_resolution(resolution)
@@ -100,11 +99,8 @@ class HubTab(AppContext):
             budget = Budget(self.limits.max_request_seconds).begin()
             try:
                 # No token typed: anonymous, never the server's own HF_TOKEN or login.
-                network_limits = self.limits.network_limits()
                 pulled = pull_checkpoint(repo_id, revision=revision, token=token or False, resolution=None,
-                                         endpoint=self.hub_endpoint,
-                                         **supported(pull_checkpoint, limits=network_limits,
-                                                     max_bytes=self.limits.max_pull_bytes))
+                                         endpoint=self.hub_endpoint, limits=self.limits.pull_limits())
             except (HubError, DiffCDError) as error:
                 raise gr.Error(error_message(error, token), title="Cannot pull this checkpoint") from None
             finally:
@@ -119,24 +115,13 @@ class HubTab(AppContext):
             label = f"{repo_id.replace('/', '--')}-{pulled.commit_sha[:8]}"
             glb, ply, obj = mesh_files(mesh, folder, "mesh")
             archive = checkpoint_zip(folder, label, ("config.json", "model.safetensors", "metrics.json"))
-        config = pulled.config if isinstance(pulled.config, dict) else {}
-        network = config.get("network") if isinstance(config.get("network"), dict) else {}
-        method = method_label(config.get("method")) if isinstance(config.get("method"), str) else "?"
-        # Everything below comes from the pulled repo: shown as inert text, never as links or images.
-        lines = [f"**{repo_id}** @ {plain_markdown(pulled.commit_sha[:12])} ({plain_markdown(pulled.revision)})",
-                 f"{plain_markdown(method)} · {plain_markdown(network.get('hidden_layers', '?'))}×"
-                 f"{plain_markdown(network.get('width', '?'))} network · {plain_markdown(config.get('steps', '?'))} "
-                 f"steps · seed {plain_markdown(config.get('seed', '?'))}"]
-        metrics = pulled.metrics if isinstance(pulled.metrics, dict) else {}
-        scores = metrics.get("eval") if isinstance(metrics.get("eval"), dict) else {}
-        if scores:
-            lines.append("Published metrics: " + ", ".join(f"{plain_markdown(k)} {plain_markdown(number(v))}"
-                                                           for k, v in list(scores.items())[:12]))
+        # Everything from the pulled repo is shown as inert text, never as links or images.
+        description = pull_summary(repo_id, pulled.commit_sha, pulled.revision, pulled.config, pulled.metrics)
         state = {"model_dir": str(folder), "mesh": str(ply), "cloud": None,
                  "gt_mesh": None, "label": label, "units": ""}
         status = f"Pulled {repo_id} and meshed it at {resolution}³: {len(mesh.vertices):,} vertices."
         downloads = [str(glb), str(ply), str(obj), str(archive)]
-        return str(glb), "\n\n".join(lines), downloads, status, state
+        return str(glb), description, downloads, status, state
 
     def check_push(self, repo_id, token, private, include_cloud, current,
                    oauth_token: gr.OAuthToken | None = None) -> None:

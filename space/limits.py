@@ -52,6 +52,10 @@ class Limits:
     cache_max_age: float = _field(1800.0, "Gradio's copies of outputs (meshes, snapshots, downloads) "
                                   "are deleted after", "s")
     cache_sweep_seconds: float = _field(600.0, "How often Gradio's cache is swept", "s")
+    hub_cache_max_bytes: int = _field(2_000_000_000, "Pulled checkpoints kept in the Hub cache (least "
+                                      "recently used deleted first, at each sweep)", "bytes")
+    hub_cache_max_age: float = _field(6 * 3600.0, "A pulled checkpoint unused this long is deleted from "
+                                      "the Hub cache", "s")
 
     @classmethod
     def public(cls) -> "Limits":
@@ -83,22 +87,30 @@ class Limits:
         return dataclasses.replace(self, **changes)
 
     def input_limits(self):
-        """These bounds as diffcd.io.InputLimits (None with a library that has no such bounds)."""
-        from diffcd import io
+        """These bounds as diffcd.io.InputLimits: checked before an upload is decoded."""
+        from diffcd.io import InputLimits
 
-        cls = getattr(io, "InputLimits", None)
-        return None if cls is None else cls(max_file_bytes=self.max_upload_bytes,
-                                            max_decoded_bytes=self.max_decoded_bytes)
+        return InputLimits(max_file_bytes=self.max_upload_bytes, max_decoded_bytes=self.max_decoded_bytes)
 
     def network_limits(self):
-        """These bounds as diffcd.export.NetworkLimits (None with a library that has no such bounds)."""
-        from diffcd import export
+        """These bounds as diffcd.export.NetworkLimits: checked from config.json before any tensor."""
+        from diffcd.export import NetworkLimits
 
-        cls = getattr(export, "NetworkLimits", None)
-        return None if cls is None else cls(max_parameters=self.max_network_parameters,
-                                            max_width=self.max_network_width,
-                                            max_hidden_layers=self.max_network_depth,
-                                            max_sine_omega=self.max_sine_omega)
+        return NetworkLimits(max_parameters=self.max_network_parameters, max_width=self.max_network_width,
+                             max_hidden_layers=self.max_network_depth, max_sine_omega=self.max_sine_omega)
+
+    def pull_limits(self):
+        """These bounds as hub.PullLimits: file sizes from the Hub's listing, before downloading."""
+        from hub import PullLimits
+
+        return PullLimits(network=self.network_limits(), max_pull_bytes=self.max_pull_bytes)
+
+    def list_limits(self):
+        """These bounds as hub.ListLimits: repos per listing and bytes read per repo."""
+        from hub import ListLimits
+
+        return ListLimits(max_repos=self.max_listing_repos,
+                          max_json_bytes=max(1, self.max_listing_bytes // max(1, self.max_listing_repos)))
 
 
 def _parse(field: dataclasses.Field, raw: str, name: str):

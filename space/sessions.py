@@ -160,8 +160,9 @@ class SessionStore:
                 del self._stops[name]
         return removed
 
-    def start_sweeper(self, every: float) -> None:
-        """Sweep every `every` seconds in a daemon thread (API-only sessions never load a page)."""
+    def start_sweeper(self, every: float, *, also: Callable[[], object] | None = None) -> None:
+        """Sweep every `every` seconds in a daemon thread (API-only sessions never load a page);
+        `also` runs after each sweep (the app prunes the Hub cache there)."""
         if self._sweeper is not None:
             return
 
@@ -169,6 +170,8 @@ class SessionStore:
             while not self._stop_sweeper.wait(every):
                 try:
                     self.sweep()
+                    if also is not None:
+                        also()
                 except OSError:
                     pass
         self._sweeper = threading.Thread(target=loop, name="diffcd-session-sweeper", daemon=True)

@@ -9,6 +9,7 @@ import gradio as gr
 import jax
 
 from diffcd import METHODS
+from hub.cache import prune as prune_hub_cache
 from space import mcp, overlay, runtime, viewer
 from space.examples import list_examples
 from space.featured import FeaturedCheckpoints, page_load, row_repo
@@ -112,7 +113,9 @@ def build_app(
     default_preset = default_preset or default_preset_name(presets, gpu)
     limits = limits or Limits.from_environment()
     store = SessionStore(session_root, max_age=limits.session_max_age)
-    store.start_sweeper(limits.sweep_seconds)  # API-only sessions never load a page
+    # API-only sessions never load a page; pulled checkpoints must not fill the disk either.
+    store.start_sweeper(limits.sweep_seconds,
+                        also=lambda: prune_hub_cache(limits.hub_cache_max_bytes, limits.hub_cache_max_age))
     handlers = Handlers(presets=presets, store=store, max_points=max_points, hub_endpoint=hub_endpoint,
                         max_fit_seconds=max_fit_seconds, limits=limits)
     limits = handlers.limits

@@ -78,7 +78,7 @@ def load_cloud(upload, example_id: str | None, *, max_points: int, warn: bool = 
         warnings.simplefilter("always", DiffCDWarning)
         try:
             cloud = load_point_cloud(path, max_points=max_points,
-                                     **_accepted(load_point_cloud, limits=input_limits))
+                                     **({"limits": input_limits} if input_limits is not None else {}))
         except DiffCDError as error:
             raise gr.Error(str(error), title="Cannot use this point cloud") from None
     # A downsampled cloud always comes with the library's warning that says so.
@@ -87,14 +87,6 @@ def load_cloud(upload, example_id: str | None, *, max_points: int, warn: bool = 
         gr.Warning(note)
     label = example.id if example else re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-") or "cloud"
     return LoadedCloud(cloud, label, example, tuple(notes))
-
-
-def _accepted(function, **options):
-    """The options `function` takes (the decoded-size bound arrives with diffcd.io's own check)."""
-    import inspect
-
-    parameters = inspect.signature(function).parameters
-    return {k: v for k, v in options.items() if k in parameters and v is not None}
 
 
 def check_file_size(path: Path, max_bytes: int | None) -> None:
