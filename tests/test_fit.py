@@ -2,6 +2,7 @@
 
 import dataclasses
 import re
+import sys
 
 import jax
 import numpy as np
@@ -266,7 +267,7 @@ def test_overlapped_seed_refreshes_swap_in_later_reproducibly_and_fit_as_well():
     assert _params_equal(overlapped[0].fitted.params, overlapped[1].fitted.params)  # same seed, same fit
     # On an accelerator the grid is evaluated between chunks, only the host part in the thread
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("diffcd.fit._grid_in_background", lambda: False)
+        patch.setattr(sys.modules["diffcd.fit"], "_grid_in_background", lambda: False)
         accelerator_path = run_to_end(Fitter(cloud, base))[-1].result
     assert _params_equal(overlapped[0].fitted.params, accelerator_path.fitted.params)
     assert not _params_equal(overlapped[0].fitted.params, synchronous.fitted.params)
