@@ -30,7 +30,6 @@ import numpy as np
 from diffcd import METHODS, Fitter, make_config, metrics
 from diffcd.compilation_cache import ENV_VAR as CACHE_ENV_VAR
 from diffcd.compilation_cache import enable_compilation_cache
-from diffcd.fit import warm_up
 from diffcd.io import load_mesh, load_point_cloud
 from diffcd.meshing import extract_mesh
 from diffcd.sdf import evaluate_in_chunks
@@ -221,7 +220,6 @@ def _app_first_fit(preset: str, mode: str, cache: str, steps: int | None) -> dic
 import json, time, dataclasses
 from diffcd import Fitter, make_config, load_point_cloud
 from diffcd.compilation_cache import enable_compilation_cache
-from diffcd.fit import warm_up
 enable_compilation_cache()
 cloud = load_point_cloud({str(APP_CLOUD)!r})
 config = make_config({preset!r}, "diffcd", steps={steps!r})
