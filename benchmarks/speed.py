@@ -243,10 +243,11 @@ def gpu_report(args: argparse.Namespace) -> dict:
 
     1. paper-preset steps/s of DiffCD at each matmul precision (highest, high, default);
     2. the app's first-fit latency (gpu-demo, torus): cold cache, cached, after the warm-up;
-    3. a whole 40k-step paper DiffCD fit at "highest" (fp32) and at "default" (TF32): wall time,
-       compile, seed refreshes and how much of them overlapped training, final 512³ mesh, and
-       quality (Chamfer, normal angle against the ground truth; each fit's cloud distance; the
-       two surfaces' distance to each other).
+    3. a whole 40k-step paper DiffCD fit as the paper runs it (fp32, synchronous seed refresh)
+       and the fast way (TF32 training passes, overlapped refresh): wall time, compile, seed
+       refreshes and how much of them overlapped training, final 512³ mesh, and quality
+       (Chamfer, normal angle against the ground truth; each fit's cloud distance; the two
+       fields' difference at the cloud).
 
     Each part is written to the results file as soon as it is done, so a run cut short keeps
     what it measured. `--dry-run` does the same with the cpu-quick preset and few steps, to
@@ -285,9 +286,12 @@ def gpu_report(args: argparse.Namespace) -> dict:
             print(json.dumps(row), flush=True)
             save()
     fits = {}
-    for precision in ("highest", "default"):
+    # The reference is the paper's procedure (fp32, synchronous seed refresh); the fast fit is
+    # what a GPU runs by choice (TF32 training passes, overlapped refresh).
+    for precision, overlap in (("highest", False), ("default", True)):
         row, fits[precision] = full_fit(cloud, preset, "diffcd", fit_steps, precision=precision,
-                                        gt_mesh=gt_mesh, label=f" ({precision})")
+                                        overlap=overlap, gt_mesh=gt_mesh,
+                                        label=f" ({precision}, overlap {'on' if overlap else 'off'})")
         row["cloud_to_surface_mean"] = round(float(abs(fits[precision](cloud.points)).mean()), 6)
         report["full_fits"].append(row)
         print(json.dumps(row), flush=True)

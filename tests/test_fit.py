@@ -253,8 +253,9 @@ def test_chunked_training_has_no_conditional_and_matches_a_step_by_step_referenc
 
 def test_overlapped_seed_refreshes_swap_in_later_reproducibly_and_fit_as_well():
     cloud = sphere_cloud()
-    base = tiny_config("diffcd", steps=40)
+    base = dataclasses.replace(tiny_config("diffcd", steps=40), overlap_seed_refresh=True)
     assert base.method_config.seed_refresh_every == 10 and base.seed_refresh_lag == 5
+    assert dataclasses.replace(base, overlap_seed_refresh=None).seed_refresh_lag == 0  # auto: off on a CPU
     overlapped = [run_to_end(Fitter(cloud, base))[-1].result for _ in range(2)]
     synchronous = run_to_end(Fitter(cloud, dataclasses.replace(base, overlap_seed_refresh=False)))[-1].result
     summary = overlapped[0].summary
