@@ -450,8 +450,9 @@ def markdown(report: dict) -> str:
             "already costs " + ", ".join(f"{k}: {v}x" for k, v in sorted(floor.items()))
             + " an IGR step; each of the paper's 4 projection steps adds one forward and one "
             "spatial-gradient pass at 5,000 points.", ""]
-    lines += ["| grid | dense s | coarse-to-fine s | speed-up | dense evals | c2f evals | same mesh |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+    if report["meshing"]:
+        lines += ["| grid | dense s | coarse-to-fine s | speed-up | dense evals | c2f evals | same mesh |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in report["meshing"]:
         lines.append(f"| {r['resolution']}³ | {r['dense_seconds']} | {r['coarse_to_fine_seconds']} | "
                      f"{r['speedup']}x | {r['dense_evaluations']:,} | {r['coarse_to_fine_evaluations']:,} | "
