@@ -2,9 +2,10 @@
 # The GPU check of issue 11, one run of about 8 minutes on one H200 (python -m benchmarks.speed
 # --gpu-report): paper-preset DiffCD steps/s at each matmul precision (highest, high, default),
 # the app's first-fit latency (gpu-demo on the torus: cold compilation cache, cached, after the
-# start-up warm-up), and a whole 40k-step paper DiffCD fit at fp32 and at the fast precision
-# (wall time, compile, seed refreshes and how much of them overlapped training, final 512³ mesh,
-# Chamfer and normal angle against the ground truth, the two fields' difference).
+# start-up warm-up), and a whole 40k-step paper DiffCD fit as the paper runs it (fp32,
+# synchronous seed refresh) and the fast way (TF32 training passes, overlapped refresh): wall
+# time, compile, seed refreshes and how much of them overlapped training, final 512³ mesh,
+# Chamfer and normal angle against the ground truth, the two fields' difference.
 #
 # Usage, from the repository root of a machine with an NVIDIA GPU and JAX's CUDA build:
 #   bash benchmarks/gpu_check.sh [OUT_DIR]       # results: OUT_DIR/speed-gpu-report.{md,json}

@@ -86,11 +86,13 @@ class FitConfig:
     "high" or "default" (the backend's fastest: TF32 on NVIDIA GPUs since Ampere, about twice as
     fast there; float32 on a CPU). DiffCD's projection and validity passes, snapshots and every
     mesh always run at "highest": TF32 changes f by up to ~1e-3, DiffCD's validity threshold."""
-    overlap_seed_refresh: bool = True
+    overlap_seed_refresh: bool | None = None
     """DiffCD: mesh new surface seeds in a background thread while training continues on the
     previous ones; they take over `seed_refresh_lag` steps after the refresh began, the same
     steps in every run of the same seed. False: the paper's synchronous refresh (the device
-    waits for marching cubes and the nearest-neighbour query on the host)."""
+    waits for marching cubes and the nearest-neighbour query on the host). None: on where JAX's
+    default backend is an accelerator, off on a CPU (whose cores would do the refresh's work
+    beside training anyway, so it gains less there)."""
 
     def __post_init__(self) -> None:
         spec = get_method(self.method)
@@ -121,7 +123,10 @@ class FitConfig:
         paper refreshes every 1000 steps). Intervals without such a choice (e.g. a prime number
         of steps) refresh synchronously.
         """
-        if not (self.spec.uses_surface_seeds and self.overlap_seed_refresh):
+        overlap = self.overlap_seed_refresh
+        if overlap is None:
+            overlap = jax.default_backend() != "cpu"
+        if not (self.spec.uses_surface_seeds and overlap):
             return 0
         every = self.method_config.seed_refresh_every
         base = chunk_length(self.chunk_steps, every)

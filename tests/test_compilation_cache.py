@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
-import pytest
 
 from diffcd import compilation_cache
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import re
+import sys
 
 import jax
 import numpy as np
@@ -252,8 +253,9 @@ def test_chunked_training_has_no_conditional_and_matches_a_step_by_step_referenc
 
 def test_overlapped_seed_refreshes_swap_in_later_reproducibly_and_fit_as_well():
     cloud = sphere_cloud()
-    base = tiny_config("diffcd", steps=40)
+    base = dataclasses.replace(tiny_config("diffcd", steps=40), overlap_seed_refresh=True)
     assert base.method_config.seed_refresh_every == 10 and base.seed_refresh_lag == 5
+    assert dataclasses.replace(base, overlap_seed_refresh=None).seed_refresh_lag == 0  # auto: off on a CPU
     overlapped = [run_to_end(Fitter(cloud, base))[-1].result for _ in range(2)]
     synchronous = run_to_end(Fitter(cloud, dataclasses.replace(base, overlap_seed_refresh=False)))[-1].result
     summary = overlapped[0].summary
@@ -266,7 +268,7 @@ def test_overlapped_seed_refreshes_swap_in_later_reproducibly_and_fit_as_well():
     assert _params_equal(overlapped[0].fitted.params, overlapped[1].fitted.params)  # same seed, same fit
     # On an accelerator the grid is evaluated between chunks, only the host part in the thread
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("diffcd.fit._grid_in_background", lambda: False)
+        patch.setattr(sys.modules["diffcd.fit"], "_grid_in_background", lambda: False)
         accelerator_path = run_to_end(Fitter(cloud, base))[-1].result
     assert _params_equal(overlapped[0].fitted.params, accelerator_path.fitted.params)
     assert not _params_equal(overlapped[0].fitted.params, synchronous.fitted.params)
