@@ -69,11 +69,6 @@ def remember_secret(value: str | None) -> None:
         held.append(value)
 
 
-def forget_secret(value: str | None) -> None:
-    """Drop a token registered for one request (a server forgets its visitors' tokens after each)."""
-    _SECRETS.discard(value)
-
-
 def _known_secrets() -> set[str]:
     found = set(_REQUEST_SECRETS.get() or ())
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):

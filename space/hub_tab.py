@@ -12,7 +12,7 @@ from diffcd import DiffCDError
 from space.context import AppContext
 from space.errors import catch_all
 from space.jobs import Budget
-from space.outputs import checkpoint_zip, error_message, mesh_files
+from space.outputs import checkpoint_zip, error_message, mesh_files, number, plain_markdown
 from space.validation import check_repo_id, check_resolution
 
 
@@ -83,9 +83,9 @@ class HubTab(AppContext):
             The mesh (GLB), a Markdown description (commit, method, settings, published metrics),
             downloads (GLB, PLY, OBJ, the checkpoint zip) and a status line.
         """
-        from hub.errors import HubError, forget_secret
+        from hub._common import method_label
+        from hub.errors import HubError
         from hub.pull import pull_checkpoint
-        from hub.text import pull_summary
 
         repo_id = check_repo_id(repo_id)
         resolution = check_resolution(resolution)
@@ -103,8 +103,6 @@ class HubTab(AppContext):
                                          endpoint=self.hub_endpoint, limits=self.limits.pull_limits())
             except (HubError, DiffCDError) as error:
                 raise gr.Error(error_message(error, token), title="Cannot pull this checkpoint") from None
-            finally:
-                forget_secret(token)
             budget.check("Pulling this checkpoint")
             mesh = pulled.sdf.extract_mesh(resolution, max_faces=self.limits.max_mesh_faces,
                                            should_stop=lambda: budget.expired() or stopped())
@@ -115,13 +113,24 @@ class HubTab(AppContext):
             label = f"{repo_id.replace('/', '--')}-{pulled.commit_sha[:8]}"
             glb, ply, obj = mesh_files(mesh, folder, "mesh")
             archive = checkpoint_zip(folder, label, ("config.json", "model.safetensors", "metrics.json"))
-        # Everything from the pulled repo is shown as inert text, never as links or images.
-        description = pull_summary(repo_id, pulled.commit_sha, pulled.revision, pulled.config, pulled.metrics)
+        config = pulled.config if isinstance(pulled.config, dict) else {}
+        network = config.get("network") if isinstance(config.get("network"), dict) else {}
+        method = method_label(config.get("method")) if isinstance(config.get("method"), str) else "?"
+        # Everything below comes from the pulled repo: shown as inert text, never as links or images.
+        lines = [f"**{repo_id}** @ {plain_markdown(pulled.commit_sha[:12])} ({plain_markdown(pulled.revision)})",
+                 f"{plain_markdown(method)} · {plain_markdown(network.get('hidden_layers', '?'))}×"
+                 f"{plain_markdown(network.get('width', '?'))} network · {plain_markdown(config.get('steps', '?'))} "
+                 f"steps · seed {plain_markdown(config.get('seed', '?'))}"]
+        metrics = pulled.metrics if isinstance(pulled.metrics, dict) else {}
+        scores = metrics.get("eval") if isinstance(metrics.get("eval"), dict) else {}
+        if scores:
+            lines.append("Published metrics: " + ", ".join(f"{plain_markdown(k)} {plain_markdown(number(v))}"
+                                                           for k, v in list(scores.items())[:12]))
         state = {"model_dir": str(folder), "mesh": str(ply), "cloud": None,
                  "gt_mesh": None, "label": label, "units": ""}
         status = f"Pulled {repo_id} and meshed it at {resolution}³: {len(mesh.vertices):,} vertices."
         downloads = [str(glb), str(ply), str(obj), str(archive)]
-        return str(glb), description, downloads, status, state
+        return str(glb), "\n\n".join(lines), downloads, status, state
 
     def check_push(self, repo_id, token, private, include_cloud, current,
                    oauth_token: gr.OAuthToken | None = None) -> None:
@@ -161,7 +170,7 @@ class HubTab(AppContext):
         Returns:
             The commit URL and a status line with the commit sha.
         """
-        from hub.errors import HubError, forget_secret
+        from hub.errors import HubError
         from hub.push import push_checkpoint
 
         current, repo_id, secret, cloud = self._push_inputs(repo_id, token, include_cloud, current, oauth_token)
@@ -170,8 +179,6 @@ class HubTab(AppContext):
                                      private=bool(private), include_cloud=cloud or False, endpoint=self.hub_endpoint)
         except (HubError, DiffCDError) as error:
             raise gr.Error(error_message(error, secret), title="Push failed") from None
-        finally:
-            forget_secret(secret)
         status = (f"Pushed **{current['label']}** to {repo_id} ({result.repo_url}) as commit "
                   f"`{result.commit_sha[:12]}` ({', '.join(result.files)}).")
         return result.commit_url, status

@@ -125,3 +125,10 @@ def run_downloads(run_dir: Path, name: str) -> tuple[str | None, list[str]]:
 def error_message(error: BaseException, secret: str | None = None) -> str:
     text = str(error) or type(error).__name__
     return text.replace(secret, "***") if secret else text
+
+
+def plain_markdown(value: Any, max_length: int = 120) -> str:
+    """`value` as an inert Markdown code span: no HTML, links, autolinks or images (a pulled repo's
+    metadata is visitor-controlled, and a rendered remote image is a tracking pixel)."""
+    text = " ".join(str(value)[:max_length].replace("`", "'").split())
+    return f"`{text}`" if text else "`?`"

@@ -318,7 +318,10 @@ def test_a_visitor_s_token_does_not_outlive_the_request(tmp_path, hub):
     handlers = _handlers(tmp_path, hub_endpoint=hub.url)
     with pytest.raises(gr.Error):
         handlers.pull_checkpoint("tester/does-not-exist", resolution=32, token=TOKEN, request=_request("me"))
-    assert TOKEN not in errors._SECRETS
+    # The token is scrubbed per request (a context variable), never kept in module state.
+    assert errors._REQUEST_SECRETS.get() is None
+    assert not [name for name, value in vars(errors).items()
+                if isinstance(value, (set, list, tuple, dict)) and TOKEN in value]
 
 
 def test_cache_and_session_lifetimes_are_bounded_and_swept_without_page_loads(tmp_path, app_server):
