@@ -24,17 +24,32 @@ def _compiled_sdf(network: NetworkConfig):
 
 
 def evaluate_in_chunks(network: NetworkConfig, params: Params, points: np.ndarray) -> np.ndarray:
-    """f(params, points) for any number of points (N, 3), in fixed-size padded chunks."""
+    """f(params, points) for any number of points (N, 3), in fixed-size padded chunks.
+
+    Pass parameters already on the device (`jax.device_put`) when calling this repeatedly, as
+    meshing does: host (NumPy) parameters are copied to the device on every chunk. All chunks
+    are dispatched before the first result is read, so the device never waits for the host.
+    """
     apply = _compiled_sdf(network)
     points = np.asarray(points, np.float32)
     out = np.empty(len(points), np.float32)
     chunk = EVAL_CHUNK if len(points) > 4096 else 4096
+    pending = []
     for start in range(0, len(points), chunk):
         part = points[start : start + chunk]
-        padded = np.zeros((chunk, 3), np.float32)
-        padded[: len(part)] = part
-        out[start : start + len(part)] = np.asarray(apply(params, padded))[: len(part)]
+        if len(part) < chunk:
+            part = np.concatenate([part, np.zeros((chunk - len(part), 3), np.float32)])
+        pending.append((start, apply(params, part)))
+    for start, values in pending:
+        stop = min(start + chunk, len(points))
+        out[start:stop] = np.asarray(values)[: stop - start]
     return out
+
+
+def on_device(network: NetworkConfig, params: Params):
+    """An evaluator (N, 3) -> (N,) whose parameters are copied to the device once, not per chunk."""
+    params = jax.device_put(params)
+    return lambda points: evaluate_in_chunks(network, params, points)
 
 
 def to_trimesh(result: meshing.MeshResult, normalization: Normalization) -> trimesh.Trimesh:
@@ -72,14 +87,18 @@ class FittedSDF:
         coarse_to_fine: bool = True,
         max_faces: int | None = None,
         should_stop: meshing.StopCheck | None = None,
+        spacing: str = "true",
     ) -> trimesh.Trimesh:
         """Marching-cubes mesh of the zero level set, in input coordinates.
+
+        spacing="paper" places vertices as the original DiffCD code does (see
+        `diffcd.meshing.marching_cubes`); only for comparing with the paper's tables.
 
         Raises NoSurfaceError when the level set is empty in the fitting box, LimitError above
         `max_faces` triangles and TimeLimitError when `should_stop()` turns true.
         """
         result = meshing.extract_mesh(
-            self.normalized, resolution, coarse_to_fine=coarse_to_fine, max_faces=max_faces,
-            should_stop=should_stop,
+            on_device(self.network, self.params), resolution, coarse_to_fine=coarse_to_fine,
+            max_faces=max_faces, should_stop=should_stop, spacing=spacing,
         )
         return to_trimesh(result, self.normalization)
