@@ -1,4 +1,5 @@
-"""Named size presets: the paper's settings, a GPU demo and a quick CPU fit.
+"""Named size presets: the paper's settings, a GPU demo and a CPU time ladder (cpu-quick about a
+minute, cpu-5min about five).
 
 A preset fixes the network, schedule, batch and mesh sizes; the method's loss weights stay the
 paper's. Short presets refresh DiffCD's surface seeds proportionally more often than the paper:
@@ -69,7 +70,20 @@ PRESETS: dict[str, Preset] = {
         seed_count=10_000,
         chunk_steps=50,
     ),
+    "cpu-5min": Preset(
+        name="cpu-5min",
+        description="Medium network (5x160), 2000 steps: about five minutes on two CPU cores.",
+        network=NetworkConfig(hidden_layers=5, width=160, skip_layers=(3,)),
+        schedule=ScheduleConfig(steps=2000, learning_rate=2e-3, warmup_steps=100),
+        batch_size=2500,
+        mesh_resolution=256,
+        seed_refresh_every=40,
+        seed_mesh_resolution=64,
+        seed_count=10_000,
+        chunk_steps=50,
+    ),
 }
+"""cpu-quick is the one-minute rung of the CPU time ladder, cpu-5min the five-minute one."""
 
 DEFAULT_PRESET = "cpu-quick"
 

@@ -125,3 +125,13 @@ def test_fit_help_lists_the_noise_settings():
     fit = build_parser()._subparsers._group_actions[0].choices["fit"]
     text = fit.format_help()
     assert "--noise" in text and "medium" in text and "max" in text
+
+
+def test_time_ladder_presets_build_and_are_listed():
+    from diffcd.presets import PRESETS, make_config
+
+    quick, five = make_config("cpu-quick"), make_config("cpu-5min")
+    assert quick.schedule.steps == 800 and quick.network.width == 128  # the 1-minute rung, unchanged
+    assert five.schedule.steps > quick.schedule.steps and five.network.width > quick.network.width
+    assert five.method_config.seed_refresh_every * 50 == five.schedule.steps  # 50 refreshes per run
+    assert "cpu-5min" in PRESETS
