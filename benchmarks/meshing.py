@@ -64,7 +64,7 @@ def main() -> None:
     host_eval = lambda x: evaluate_in_chunks(network, host_params, x)
     device_eval = on_device(network, host_params)
     res = args.resolution
-    points = np.random.default_rng(0).uniform(-0.8, 0.8, (res * res * 16, 3)).astype(np.float32)
+    points = np.random.default_rng(0).uniform(-0.8, 0.8, (res * res * 4, 3)).astype(np.float32)
     host_eval(points[:40_000]), device_eval(points[:40_000])  # compile both chunk sizes
     timings: dict[str, list[float]] = {}
 

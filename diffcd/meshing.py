@@ -197,7 +197,7 @@ class _LeafGrid:
         self.value = np.zeros(shape, np.float32)
         self.centre = np.zeros(shape + (3,), np.float32)  # in grid index units
         offsets = np.arange(leaf_cells + 1)
-        self.offsets = np.stack(np.meshgrid(offsets, offsets, offsets, indexing="ij"), -1).reshape(-1, 3)
+        self.offsets = np.stack(np.meshgrid(offsets, offsets, offsets, indexing="ij"), -1).reshape(-1, 3).astype(np.int32)
 
     def fill(self, blocks: np.ndarray, factor: int, values: np.ndarray, centres: np.ndarray) -> None:
         """Mark the leaves of skipped blocks (each `factor` leaves a side) as filled, vectorised."""
@@ -221,6 +221,7 @@ class _LeafGrid:
 
     def points(self, leaves: np.ndarray) -> np.ndarray:
         """Grid indices (L, (leaf+1)³, 3) of the points of each leaf block, faces included."""
+        leaves = leaves.astype(np.int32)  # int32 halves the memory of (L, 125, 3) at 512³
         return np.minimum(leaves[:, None, :] * self.leaf + self.offsets[None], self.cells)
 
     def new_points(self, leaves: np.ndarray, mask: np.ndarray) -> np.ndarray:
