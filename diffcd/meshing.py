@@ -140,7 +140,7 @@ def evaluate_coarse_to_fine(
             axis=1,
         )
         near[np.flatnonzero(~near)[contradicted]] = True
-        grid.fill(blocks[~near], size // leaf_cells, centre_values[~near], centres[~near])
+        grid.fill(blocks[~near], size // leaf_cells, centre_values[~near])
         blocks = blocks[near]
         if size == leaf_cells or len(blocks) == 0:
             break
@@ -184,7 +184,7 @@ class _LeafGrid:
     """Bookkeeping of coarse-to-fine meshing at the finest block size ("leaf" blocks).
 
     Every leaf block is either filled (its points take the value at the centre of the skipped
-    block it lies in; that centre is kept to check the skip later) or evaluated densely.
+    block it lies in) or evaluated densely.
     """
 
     def __init__(self, resolution: int, leaf_cells: int):
@@ -195,11 +195,10 @@ class _LeafGrid:
         shape = (self.count,) * 3
         self.state = np.zeros(shape, np.int8)
         self.value = np.zeros(shape, np.float32)
-        self.centre = np.zeros(shape + (3,), np.float32)  # in grid index units
         offsets = np.arange(leaf_cells + 1)
         self.offsets = np.stack(np.meshgrid(offsets, offsets, offsets, indexing="ij"), -1).reshape(-1, 3).astype(np.int32)
 
-    def fill(self, blocks: np.ndarray, factor: int, values: np.ndarray, centres: np.ndarray) -> None:
+    def fill(self, blocks: np.ndarray, factor: int, values: np.ndarray) -> None:
         """Mark the leaves of skipped blocks (each `factor` leaves a side) as filled, vectorised."""
         if not len(blocks):
             return
@@ -212,12 +211,13 @@ class _LeafGrid:
         at = tuple(leaves.T)
         self.state[at] = _FILLED
         self.value[at] = values[owner]
-        self.centre[at] = centres[owner]
 
     def filled_values(self) -> np.ndarray:
         """The grid with every point set to its leaf's fill value (evaluated points come later)."""
         owner = np.minimum(np.arange(self.resolution) // self.leaf, self.count - 1)
-        return self.value[owner][:, owner][:, :, owner]
+        # np.take keeps the result C-contiguous (chained fancy indexing does not, and marching
+        # cubes would then copy the whole grid).
+        return np.take(np.take(np.take(self.value, owner, 0), owner, 1), owner, 2)
 
     def points(self, leaves: np.ndarray) -> np.ndarray:
         """Grid indices (L, (leaf+1)³, 3) of the points of each leaf block, faces included."""
@@ -226,12 +226,14 @@ class _LeafGrid:
 
     def new_points(self, leaves: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Points of these leaves not evaluated yet, marked as evaluated in `mask`."""
-        index = self.points(leaves).reshape(-1, 3)
-        new = np.zeros_like(mask)
-        new[tuple(index.T)] = True
-        new &= ~mask
-        mask |= new
-        return np.argwhere(new)
+        keys = np.ravel_multi_index(tuple(self.points(leaves).reshape(-1, 3).T), mask.shape)
+        flat = mask.reshape(-1)
+        new = np.zeros_like(flat)
+        new[keys] = True  # a flag array, not np.unique: far cheaper for millions of keys
+        new &= ~flat
+        keys = np.flatnonzero(new)
+        flat[keys] = True
+        return np.stack(np.unravel_index(keys, mask.shape), -1)
 
 
 def _neighbours(flags: np.ndarray) -> np.ndarray:
@@ -246,8 +248,8 @@ def _verify(grid: _LeafGrid, fresh: np.ndarray, values: np.ndarray, mask: np.nda
     A block was skipped because |f(c)| > lipschitz x its half-diagonal, which for a field with
     |∇f| <= lipschitz means no zero inside. Two observations refute that for a filled leaf next
     to the evaluated region: (1) a neighbouring evaluated leaf whose grid differences are steeper
-    than `lipschitz`, (2) an evaluated point on its own faces with the other sign than its fill,
-    or closer to zero than |f(c)| - lipschitz x distance to c allows. When more than a quarter of
+    than `lipschitz`, (2) an evaluated point on its own faces with the other sign than its fill.
+    When more than a quarter of
     the filled leaves are refuted at once, the assumption is broken wholesale and every remaining
     filled leaf is evaluated (the dense mesh).
     """
@@ -261,18 +263,14 @@ def _verify(grid: _LeafGrid, fresh: np.ndarray, values: np.ndarray, mask: np.nda
     steep = np.zeros_like(filled)
     steep[tuple(fresh[slope > lipschitz * (1 + 1e-3) + tolerance / step].T)] = True
     suspect = _neighbours(steep) & filled
-    # (2) evaluated points on filled leaves next to the new ones
+    # (2) evaluated points on filled leaves next to the new ones, of the other sign than the fill
     near_fresh = np.zeros_like(filled)
     near_fresh[tuple(fresh.T)] = True
     candidates = np.argwhere(_neighbours(near_fresh) & filled & ~suspect)
     if len(candidates):
-        index = grid.points(candidates)  # (C, P, 3)
-        at = tuple(np.moveaxis(index, -1, 0))
-        seen, real = mask[at], values[at]
-        fill = grid.value[tuple(candidates.T)][:, None]
-        distance = step * np.linalg.norm(index - grid.centre[tuple(candidates.T)][:, None, :], axis=-1)
-        promised = np.abs(fill) - lipschitz * distance - tolerance
-        wrong = seen & ((np.sign(real) != np.sign(fill)) | (np.abs(real) < promised))
+        at = tuple(np.moveaxis(grid.points(candidates), -1, 0))
+        fill_sign = np.sign(grid.value[tuple(candidates.T)])[:, None]
+        wrong = mask[at] & (np.sign(values[at]) != fill_sign)
         suspect[tuple(candidates[wrong.any(axis=1)].T)] = True
     if suspect.sum() > 0.25 * filled.sum():
         suspect = filled

@@ -15,7 +15,11 @@ from diffcd.io import Normalization
 from diffcd.networks import NetworkConfig, Params, make_sdf
 
 EVAL_CHUNK = 32_768
-"""Points per compiled evaluation call; every call has this shape, so it compiles once."""
+"""Points per compiled evaluation call."""
+EVAL_BUCKETS = (4096, 8192, 16_384, EVAL_CHUNK)
+"""The only call shapes (compiled once each): full chunks, and the smallest bucket that holds
+the remainder, so a call of a few thousand points (coarse-to-fine meshing makes many) does not
+pay for 32k."""
 
 
 @functools.lru_cache(maxsize=16)
@@ -33,15 +37,15 @@ def evaluate_in_chunks(network: NetworkConfig, params: Params, points: np.ndarra
     apply = _compiled_sdf(network)
     points = np.asarray(points, np.float32)
     out = np.empty(len(points), np.float32)
-    chunk = EVAL_CHUNK if len(points) > 4096 else 4096
     pending = []
-    for start in range(0, len(points), chunk):
-        part = points[start : start + chunk]
-        if len(part) < chunk:
-            part = np.concatenate([part, np.zeros((chunk - len(part), 3), np.float32)])
+    for start in range(0, len(points), EVAL_CHUNK):
+        part = points[start : start + EVAL_CHUNK]
+        size = next(b for b in EVAL_BUCKETS if b >= len(part))
+        if len(part) < size:
+            part = np.concatenate([part, np.zeros((size - len(part), 3), np.float32)])
         pending.append((start, apply(params, part)))
     for start, values in pending:
-        stop = min(start + chunk, len(points))
+        stop = min(start + EVAL_CHUNK, len(points))
         out[start:stop] = np.asarray(values)[: stop - start]
     return out
 
