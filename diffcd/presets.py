@@ -72,7 +72,8 @@ PRESETS: dict[str, Preset] = {
     ),
     "cpu-5min": Preset(
         name="cpu-5min",
-        description="Medium network (5x160), 2000 steps: about five minutes on two CPU cores.",
+        description="Medium network (5x160), 2000 steps: about five minutes on two CPU cores "
+        "(estimated from cpu-quick by operation count).",
         network=NetworkConfig(hidden_layers=5, width=160, skip_layers=(3,)),
         schedule=ScheduleConfig(steps=2000, learning_rate=2e-3, warmup_steps=100),
         batch_size=2500,
