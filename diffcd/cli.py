@@ -29,7 +29,7 @@ def _fit(args: argparse.Namespace) -> int:
         overrides["area_weight"] = args.area_weight
     config = make_config(
         args.preset, args.method, steps=args.steps, seed=args.seed,
-        resolution=args.resolution, method_overrides=overrides or None,
+        resolution=args.resolution, method_overrides=overrides or None, noise=args.noise,
     )
     gt_mesh = io.load_mesh(args.gt_mesh) if args.gt_mesh else None
     with warnings.catch_warnings(record=True) as caught:
@@ -66,7 +66,7 @@ def _fit(args: argparse.Namespace) -> int:
     summary = runs.write_run(
         run_dir, result, resolution=config.mesh_resolution, cloud_points=cloud.points,
         gt_mesh=gt_mesh, state=fitter.state,
-        metadata={"source": Path(args.cloud).name, "preset": args.preset},
+        metadata={"source": Path(args.cloud).name, "preset": args.preset, "noise": args.noise},
     )
     _report(summary)
     return 0 if summary.get("surface_found") else 1
@@ -103,21 +103,42 @@ def _mesh(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from diffcd import io, metrics
 
+    estimate = Path(args.mesh)
+    if estimate.is_dir():
+        # A run or export folder: mesh its SDF the way the protocol says.
+        from diffcd.export import load_sdf
+
+        resolution = args.resolution or metrics.PAPER_RESOLUTION
+        spacing = "paper" if args.protocol == "paper" else "true"
+        mesh = load_sdf(estimate).extract_mesh(resolution, spacing=spacing)
+        print(f"meshed {estimate} at {resolution}³ ({spacing} grid spacing)", file=sys.stderr)
+    else:
+        if args.resolution:
+            raise DiffCDError("--resolution applies only when MESH is a run or export folder.")
+        mesh = io.load_mesh(estimate)
+        if args.protocol == "paper":
+            print("note: MESH is a mesh file, so the paper protocol's grid spacing and 512³ "
+                  "resolution are whatever it was meshed with; pass a run folder to mesh it "
+                  "the paper's way", file=sys.stderr)
+    truth = io.load_mesh(args.gt_mesh)
     scores = metrics.evaluate_mesh(
-        io.load_mesh(args.mesh), io.load_mesh(args.gt_mesh),
-        n_samples=args.samples, fscore_threshold=args.threshold, seed=args.seed,
+        mesh, truth, n_samples=args.samples, fscore_threshold=args.threshold, seed=args.seed,
+        protocol=args.protocol,
     )
+    longest = float((truth.bounds[1] - truth.bounds[0]).max())
+    scores.update({f"paper_{k}": v for k, v in metrics.paper_units(scores, longest).items()})
     if args.json:
         print(json.dumps(scores, indent=2))
     else:
         for name, value in scores.items():
-            print(f"{name:>18}: {value:.6g}")
+            print(f"{name:>32}: {value:.6g}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from diffcd.methods import METHODS
-    from diffcd.presets import DEFAULT_PRESET, PRESETS
+    from diffcd.metrics import PROTOCOLS
+    from diffcd.presets import DEFAULT_PRESET, NOISE_SETTINGS, PRESETS
 
     parser = argparse.ArgumentParser(
         prog="python -m diffcd",
@@ -141,7 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--resolution", type=int, help="grid resolution of the final mesh (default: the preset's)")
     fit.add_argument("--gt-mesh", help="ground-truth mesh: writes eval.json (Chamfer, normal angle, "
                      "Hausdorff, F-score) in the input's units")
-    fit.add_argument("--eikonal-weight", type=float, help="λ of the eikonal term (paper: 0.1; 0.5 and 1.0 for noisy clouds)")
+    fit.add_argument("--noise", default="none", choices=list(NOISE_SETTINGS),
+                     help="the paper's settings for noisy clouds: " + "; ".join(
+                         f"{n.name}: {n.description}" for n in NOISE_SETTINGS.values()))
+    fit.add_argument("--eikonal-weight", type=float, help="λ of the eikonal term (paper: 0.1; "
+                     "overrides --noise)")
     fit.add_argument("--area-weight", type=float, help="μ of the area term (SIREN: 0.033 or 0.33)")
     fit.add_argument("--max-points", type=int, default=1_000_000, help="downsample larger clouds to this many points")
     fit.add_argument("--resume", help="an earlier run's checkpoint/ folder to continue from")
@@ -158,8 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="compare a mesh with a ground-truth mesh",
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    evaluate.add_argument("mesh", help="the estimated mesh")
+    evaluate.add_argument("mesh", help="the estimated mesh, or a run/export folder whose SDF is meshed")
     evaluate.add_argument("gt_mesh", help="the ground-truth mesh")
+    evaluate.add_argument("--protocol", default="default", choices=list(PROTOCOLS),
+                          help="default: true grid step (upper - lower)/(n - 1); paper: the original "
+                          "code's, for numbers next to the paper's tables: grid step (upper - lower)/n "
+                          "and 512³ when meshing a folder, Hausdorff values on a second sample draw, "
+                          "plus the Hausdorff normal angle (README: 'Evaluation protocols')")
+    evaluate.add_argument("--resolution", type=int, help="grid resolution when MESH is a folder (default 512)")
     evaluate.add_argument("--samples", type=int, default=30_000, help="surface samples per mesh")
     evaluate.add_argument("--threshold", type=float, help="F-score distance (default: 1%% of the GT's longest side)")
     evaluate.add_argument("--seed", type=int, default=0, help="sampling seed")

@@ -86,3 +86,52 @@ def test_module_entry_point_shows_help():
     assert done.returncode == 0
     for option in ("--method", "--preset", "--steps", "--seed", "--resolution", "--gt-mesh", "--out"):
         assert option in done.stdout
+
+
+def test_eval_paper_protocol_meshes_a_run_folder_the_papers_way(run_dir, capsys):
+    common = [str(run_dir), str(SPHERE_GT), "--json", "--samples", "3000", "--resolution", "40"]
+    assert main(["eval", *common]) == 0
+    ours = json.loads(capsys.readouterr().out)
+    assert main(["eval", *common, "--protocol", "paper"]) == 0
+    paper = json.loads(capsys.readouterr().out)
+    assert {"hausdorff_squared", "hausdorff_normal_angle_deg", "paper_chamfer_x100",
+            "paper_chamfer_squared_x1e4"} <= set(paper)
+    # The sphere example's longest side is 2: CD x100 on the unit-normalised shape is CD x 50.
+    assert ours["paper_chamfer_x100"] == pytest.approx(50 * ours["chamfer"])
+    # The paper's grid spacing shrinks the mesh by 39/40 about the box corner: a worse Chamfer.
+    assert paper["chamfer"] > ours["chamfer"]
+
+
+def test_noise_settings_reach_the_fit_config():
+    from diffcd.errors import ConfigError
+    from diffcd.presets import make_config
+
+    base = make_config("paper", "diffcd")
+    medium = make_config("paper", "diffcd", noise="medium")
+    most = make_config("paper", "igr", noise="max")
+    assert base.method_config.eikonal_weight == 0.1 and medium.method_config.eikonal_weight == 0.5
+    assert medium.schedule.learning_rate == base.schedule.learning_rate == 1e-3
+    assert most.method_config.eikonal_weight == 1.0 and most.schedule.learning_rate == pytest.approx(5e-5)
+    assert make_config("paper", "neural-pull", noise="max").method_config.eikonal_weight == 0.0
+    explicit = make_config("paper", "diffcd", noise="max", method_overrides={"eikonal_weight": 0.3})
+    assert explicit.method_config.eikonal_weight == 0.3
+    with pytest.raises(ConfigError, match="noise"):
+        make_config(noise="loud")
+
+
+def test_fit_help_lists_the_noise_settings():
+    from diffcd.cli import build_parser
+
+    fit = build_parser()._subparsers._group_actions[0].choices["fit"]
+    text = fit.format_help()
+    assert "--noise" in text and "medium" in text and "max" in text
+
+
+def test_time_ladder_presets_build_and_are_listed():
+    from diffcd.presets import PRESETS, make_config
+
+    quick, five = make_config("cpu-quick"), make_config("cpu-5min")
+    assert quick.schedule.steps == 800 and quick.network.width == 128  # the 1-minute rung, unchanged
+    assert five.schedule.steps > quick.schedule.steps and five.network.width > quick.network.width
+    assert five.method_config.seed_refresh_every * 50 == five.schedule.steps  # 50 refreshes per run
+    assert "cpu-5min" in PRESETS

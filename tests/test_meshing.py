@@ -57,3 +57,56 @@ def test_a_field_without_zero_crossing_says_no_surface(coarse_to_fine):
         extract_mesh(lambda p: np.ones(len(p), np.float32), 32, coarse_to_fine=coarse_to_fine)
     with pytest.raises(NoSurfaceError):
         extract_mesh(sphere(5.0), 32, coarse_to_fine=coarse_to_fine)  # everything inside
+
+
+def steep_shell(p):
+    """A thin shell (thickness 0.02) whose field grows 40x faster than distance."""
+    return (40 * (np.abs(np.linalg.norm(p, axis=1) - 0.5) - 0.01)).astype(np.float32)
+
+
+def steep_sphere(p):
+    return (50 * (np.linalg.norm(p, axis=1) - 0.5)).astype(np.float32)
+
+
+def sine_field(p):
+    return (np.sin(25 * p[:, 0]) * np.sin(25 * p[:, 1]) * np.sin(25 * p[:, 2]) + 0.2).astype(np.float32)
+
+
+@pytest.mark.parametrize("field", [steep_shell, steep_sphere, sine_field], ids=["shell", "sphere", "sine"])
+def test_fields_steeper_than_the_bound_get_exactly_the_dense_mesh(field):
+    # Every far-block skip of these fields would be wrong (|∇f| is 25-50, not <= 2): without the
+    # check, coarse-to-fine drops most of the surface or finds none at all.
+    dense = extract_mesh(field, 64, coarse_to_fine=False)
+    fast = extract_mesh(field, 64, coarse_to_fine=True)
+    np.testing.assert_array_equal(dense.faces, fast.faces)
+    np.testing.assert_array_equal(dense.vertices, fast.vertices)
+
+
+def test_a_steep_network_gets_exactly_the_dense_mesh():
+    import jax
+
+    from diffcd.networks import NetworkConfig, init_params
+    from diffcd.sdf import evaluate_in_chunks
+
+    network = NetworkConfig(hidden_layers=2, width=32, skip_layers=())
+    params = init_params(network, jax.random.PRNGKey(3))  # geometric init: about |x| - 0.5
+    output = params["params"]["output"]
+    # Scaled output weights: f about 20 (|x| - 0.5), far steeper than |∇f| <= 2.
+    params["params"]["output"] = jax.tree_util.tree_map(lambda w: 20 * w, output)
+    evaluate = lambda x: evaluate_in_chunks(network, params, x)
+    dense = extract_mesh(evaluate, 40, coarse_to_fine=False)
+    fast = extract_mesh(evaluate, 40, coarse_to_fine=True)
+    np.testing.assert_array_equal(dense.faces, fast.faces)
+    np.testing.assert_array_equal(dense.vertices, fast.vertices)
+
+
+def test_a_true_sdf_needs_no_fallback():
+    mesh = extract_mesh(sphere(0.5), 97)
+    assert mesh.fallback_blocks == 0 and mesh.evaluated_points < 0.3 * 97**3
+
+
+def test_paper_spacing_shrinks_the_mesh_by_n_minus_1_over_n():
+    true = extract_mesh(sphere(0.5), 64)
+    paper = extract_mesh(sphere(0.5), 64, spacing="paper")
+    # Same grid values; vertices scaled by 63/64 about the box's lower corner (-0.8, -0.8, -0.8).
+    np.testing.assert_allclose(paper.vertices + 0.8, (true.vertices + 0.8) * 63 / 64, atol=1e-5)

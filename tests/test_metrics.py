@@ -282,3 +282,39 @@ def test_nearest_distances_match_brute_force():
     queries, points = rng.normal(size=(200, 3)), rng.normal(size=(500, 3))
     brute = np.linalg.norm(queries[:, None] - points[None], axis=-1).min(axis=1)
     np.testing.assert_allclose(nearest_distances(queries, points), brute, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# the paper's protocol and units
+
+
+def test_paper_protocol_keeps_chamfer_and_adds_its_hausdorff_values():
+    estimate, truth = sphere(1.05, 3), sphere(1.0, 3)
+    ours = evaluate_mesh(estimate, truth, n_samples=3000, seed=2)
+    paper = evaluate_mesh(estimate, truth, n_samples=3000, seed=2, protocol="paper")
+    assert set(paper) == KEYS | {"hausdorff_squared", "hausdorff_normal_angle_deg"}
+    for key in ("chamfer", "chamfer_squared", "normal_angle_deg", "fscore"):
+        assert paper[key] == ours[key], key
+    # Hausdorff on a second draw: another value, the same size (a sphere 0.05 larger).
+    assert paper["hausdorff"] != ours["hausdorff"] and 0.04 < paper["hausdorff"] < 0.12
+    assert paper["hausdorff_squared"] == pytest.approx(paper["hausdorff"] ** 2)
+    # The worst angle of a torus against a sphere is far above the mean.
+    torus = trimesh.creation.torus(0.8, 0.3, major_sections=32, minor_sections=16)
+    apart = evaluate_mesh(torus, truth, n_samples=3000, protocol="paper")
+    assert apart["hausdorff_normal_angle_deg"] > apart["normal_angle_deg"] + 20
+    with pytest.raises(ValueError, match="protocol"):
+        evaluate_mesh(estimate, truth, protocol="theirs")
+
+
+def test_paper_units_scale_to_a_unit_longest_side():
+    small, large = sphere(1.05, 3), sphere(1.0, 3)
+    scores = evaluate_mesh(small, large, n_samples=2000, protocol="paper")
+    scaled = evaluate_mesh(small.copy().apply_scale(10.0), large.copy().apply_scale(10.0),
+                           n_samples=2000, protocol="paper")
+    from diffcd.metrics import paper_units
+
+    a, b = paper_units(scores, 2.0), paper_units(scaled, 20.0)
+    for key in a:
+        assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-5), key  # angles: rounding only
+    assert a["chamfer_x100"] == pytest.approx(100 * scores["chamfer"] / 2.0)
+    assert a["chamfer_squared_x1e4"] == pytest.approx(1e4 * scores["chamfer_squared"] / 4.0)
