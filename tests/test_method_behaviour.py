@@ -226,3 +226,28 @@ def test_certified_nearest_neighbours_are_exact_and_most_close_points_are_certif
     assert certified[:1000].mean() > 0.9  # points that hardly moved are certified
     assert not correct[2000:].all()  # the far-moved points do miss: this test can see a false certificate
     assert not certified[2000:].all()
+
+
+# ---------------------------------------------------------------------------------------------
+# SIREN = IGR + the area term
+
+
+@pytest.mark.parametrize("method", ["siren", "igr"])
+def test_siren_adds_the_area_term_and_igr_does_not(method):
+    """On an exact sphere of radius 0.4 (cloud on it, eikonal 0) the loss is μ·area, where the area
+    term's mean over the box [-0.8, 0.8]³ is ≈ 4π r² (2/α) / 1.6³ = 0.0098 for α = 100."""
+    from diffcd.methods import METHODS, igr_loss
+
+    config = METHODS[method].config_type()
+    cloud = sphere_points(2000, 0.4)
+    data = jax.device_put({"points": cloud, "sigma": sampling.local_sigma(cloud, k=10)})
+    weights = traced_weights(config)
+    total, aux = jax.jit(igr_loss, static_argnums=(0, 3, 6))(
+        analytic_sphere, {"r": jnp.float32(0.4)}, data, config, weights, jax.random.PRNGKey(0), 20_000)
+    assert float(aux["point_to_surface"]) == pytest.approx(0.0, abs=1e-5)
+    if method == "igr":
+        assert float(total) == pytest.approx(0.0, abs=1e-5)
+    else:
+        expected_area = 4 * np.pi * 0.4**2 * (2 / config.area_alpha) / 1.6**3
+        assert float(aux["area"]) == pytest.approx(expected_area, rel=0.3)
+        assert float(total) == pytest.approx(config.area_weight * float(aux["area"]), rel=1e-3, abs=1e-6)
