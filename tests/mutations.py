@@ -2,7 +2,7 @@
 tests catch. Run by hand (not in CI): a test that claims to guard a behaviour should fail here.
 
     python tests/mutations.py                     # every mutation, report to tests/mutations-report.md
-    python tests/mutations.py --only diffcd-      # mutations whose name starts with this
+    python tests/mutations.py --only diffcd-      # mutations whose name starts with this (no report file)
     python tests/mutations.py --list
 
 Each mutation replaces exact snippets of source (each must match exactly once in the files its glob
@@ -154,6 +154,14 @@ MUTATIONS: list[Mutation] = [
       (('int(os.environ.get("DIFFCD_SPACE_MAX_POINTS", DEFAULT_MAX_POINTS))', "DEFAULT_MAX_POINTS"),),
       ("tests/app/test_app_process.py",),
       "a Space operator cannot bound cloud sizes"),
+    M("app-max-fit-seconds-env-ignored", "space/**/*.py",
+      (('if max_fit_seconds is None and os.environ.get("DIFFCD_SPACE_MAX_FIT_SECONDS"):', "if False:"),),
+      ("tests/app/test_app_process.py",),
+      "a public Space cannot bound a fit's time"),
+    M("app-zip-without-weights", "space/**/*.py",
+      (('EXPORT_FILES = ("config.json", "model.safetensors", ', 'EXPORT_FILES = ("config.json", '),),
+      ("tests/app/test_upload_fit.py", "-k", "zip"),
+      "the downloaded checkpoint has no weights"),
     M("app-telemetry-on-by-default", "app.py",
       (('os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")', "pass"),),
       ("tests/app/test_app_process.py",),
@@ -216,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the mutations and exit")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per mutation's test run")
     parser.add_argument("--baseline", action="store_true", help="first run every mutation's tests unmutated")
-    parser.add_argument("--report", default=str(ROOT / "tests" / "mutations-report.md"))
+    parser.add_argument("--report", help="Markdown report to write (default: tests/mutations-report.md "
+                        "for a run of every mutation, none with --only)")
     args = parser.parse_args(argv)
     chosen = [m for m in MUTATIONS if m.name.startswith(args.only)]
     if args.list:
@@ -246,8 +255,10 @@ def main(argv: list[str] | None = None) -> int:
                          f"{seconds:.0f} | {summary.replace('|', '/')[:160]} |")
     caught = results.count("CAUGHT")
     lines += ["", f"{caught} of {len(results)} mutations caught."]
-    Path(args.report).write_text("\n".join(lines) + "\n")
-    print(f"{caught} of {len(results)} caught; report in {args.report}")
+    report = args.report or (None if args.only else ROOT / "tests" / "mutations-report.md")
+    if report:
+        Path(report).write_text("\n".join(lines) + "\n")
+    print(f"{caught} of {len(results)} caught" + (f"; report in {report}" if report else ""))
     return 0 if caught == len(results) else 1
 
 
