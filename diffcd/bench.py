@@ -26,6 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from diffcd.errors import ConfigError
+from diffcd.presets import NOISE_SETTINGS
 
 BENCH_FILE = "bench.json"
 SETTINGS_KEYS = ("preset", "steps", "seed", "resolution", "max_points", "hidden_layers", "width", "batch_size")
@@ -34,16 +35,20 @@ ROW_FILE = "row.json"
 PAPER_SETTINGS = ("neural-pull", "igr", "siren:area_weight=0.033", "siren:area_weight=0.33", "diffcd")
 """The five method settings of the paper's table (method.md §8)."""
 ALIASES = {"paper": PAPER_SETTINGS, "siren": ("siren:area_weight=0.033", "siren:area_weight=0.33")}
-NOISE_SETTINGS: dict[str, dict[str, float]] = {
-    "none": {},
-    "medium": {"eikonal_weight": 0.5},
-    "max": {"eikonal_weight": 1.0, "learning_rate": 5e-5},
+EVALUATORS: dict[str, Callable[[Path, Any], dict[str, float]] | None] = {
+    "default": None,
+    "paper": lambda run_dir, gt_mesh: _paper_protocol_scores(run_dir, gt_mesh),
 }
-"""What the paper changes per noise level (method.md §4): λ for methods with an eikonal term,
-and the learning rate at maximum noise. (Seam: diffcd.presets may provide these; see README.)"""
-EVALUATORS: dict[str, Callable[..., dict[str, float]] | None] = {"default": None}
-"""Evaluation protocols: name -> f(mesh, gt_mesh) -> evaluate_mesh-like scores. "default" is
-the one runs.write_run computes (diffcd.metrics.evaluate_mesh, method.md §7)."""
+"""Evaluation protocols: name -> f(run folder, gt_mesh) -> evaluate_mesh-like scores. "default"
+is the one runs.write_run computes (diffcd.metrics.evaluate_mesh, method.md §7); "paper" re-meshes
+the fit at 512³ with the original's grid spacing and scores it with its definitions."""
+
+
+def _paper_protocol_scores(run_dir: Path, gt_mesh) -> dict[str, float]:
+    from diffcd import export, metrics
+
+    mesh = export.load_sdf(run_dir).extract_mesh(metrics.PAPER_RESOLUTION, spacing="paper")
+    return metrics.evaluate_mesh(mesh, gt_mesh, protocol="paper")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,14 +118,9 @@ def plan_jobs(shapes, settings: list[Setting], noises: list[str], out: Path) -> 
 
 def job_config(job: Job, args: argparse.Namespace):
     """The FitConfig of one job: preset, method setting, noise level's settings."""
-    from diffcd.methods import get_method
     from diffcd.presets import make_config
 
-    noise = dict(NOISE_SETTINGS[job.noise])
-    learning_rate = noise.pop("learning_rate", None)
-    defaults = get_method(job.setting.method).config_type()
-    overrides = {k: v for k, v in noise.items() if getattr(defaults, k, 0) != 0}
-    overrides.update(dict(job.setting.overrides))
+    overrides = dict(job.setting.overrides)
     network = {}
     if args.hidden_layers:
         network = {"hidden_layers": args.hidden_layers,
@@ -129,10 +129,7 @@ def job_config(job: Job, args: argparse.Namespace):
         network["width"] = args.width
     config = make_config(args.preset, job.setting.method, steps=args.steps, seed=args.seed,
                          resolution=args.resolution, method_overrides=overrides or None,
-                         network_overrides=network or None, batch_size=args.batch_size)
-    if learning_rate is not None:
-        config = dataclasses.replace(
-            config, schedule=dataclasses.replace(config.schedule, learning_rate=learning_rate))
+                         network_overrides=network or None, batch_size=args.batch_size, noise=job.noise)
     return config
 
 
@@ -182,10 +179,11 @@ def _write_fit(job: Job, result, cloud, args, config) -> dict[str, Any]:
             "shapes_in_program": summary.get("shapes_in_program", 1),
             "run": str(job.run_dir.relative_to(Path(args.out)))}
     rows = []
-    for protocol, evaluate in EVALUATORS.items():
+    for protocol in args.protocols:
+        evaluate = EVALUATORS[protocol]
         row = {**base, "protocol": protocol}
         scores = summary.get("eval") if evaluate is None else (
-            evaluate(io.load_mesh(job.run_dir / "mesh.ply"), gt_mesh) if summary.get("surface_found") else None)
+            evaluate(job.run_dir, gt_mesh) if summary.get("surface_found") else None)
         if scores:
             row.update(paper_units(scores, gt_scale))
         rows.append(row)
@@ -300,6 +298,9 @@ def add_parser(commands) -> None:
     bench.add_argument("--batch-size", type=int, help="cloud points per step (default: the preset's)")
     bench.add_argument("--resolution", type=int, help="final mesh resolution (default: the preset's)")
     bench.add_argument("--eval-samples", type=int, default=30_000, help="surface samples per mesh for the metrics")
+    bench.add_argument("--protocols", nargs="+", default=list(EVALUATORS), choices=list(EVALUATORS),
+                       help="evaluation protocols: default (ours, method.md §7) and paper (the original's "
+                            "512³ mesh spacing and definitions, for numbers next to the paper's table)")
     bench.add_argument("--max-points", type=int, default=1_000_000, help="downsample larger clouds to this many points")
     bench.add_argument("--shapes-per-device", type=int, default=8, help="most shapes per device in one compiled program")
     bench.add_argument("--no-overlap", action="store_true",

@@ -15,6 +15,8 @@ import statistics
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from diffcd import metrics
+
 ROW_FIELDS = (
     "noise", "setting", "method", "shape", "protocol", "surface_found", "cd_x100", "cd2_x1e4",
     "normal_angle_deg", "fscore", "hausdorff_x100", "gt_scale", "steps", "seed", "preset",
@@ -28,13 +30,15 @@ COLUMNS = (
 
 
 def paper_units(scores: dict[str, float], gt_scale: float) -> dict[str, float]:
-    """Raw evaluate_mesh scores (input units) in the paper's units for a unit-size shape."""
+    """Raw evaluate_mesh scores (input units) in the paper's units for a unit-size shape: the
+    table's columns of diffcd.metrics.paper_units, plus the F-score."""
+    units = metrics.paper_units(scores, gt_scale)
     return {
-        "cd_x100": 100.0 * scores["chamfer"] / gt_scale,
-        "cd2_x1e4": 1e4 * scores["chamfer_squared"] / gt_scale**2,
-        "normal_angle_deg": scores["normal_angle_deg"],
-        "fscore": scores["fscore"],
-        "hausdorff_x100": 100.0 * scores["hausdorff"] / gt_scale,
+        "cd_x100": units["chamfer_x100"],
+        "cd2_x1e4": units["chamfer_squared_x1e4"],
+        "normal_angle_deg": units["normal_angle_deg"],
+        "fscore": float(scores["fscore"]),
+        "hausdorff_x100": units["hausdorff_x100"],
     }
 
 

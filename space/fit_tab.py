@@ -11,6 +11,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from diffcd import METHODS, Fitter
+from diffcd.presets import NOISE_SETTINGS
 from diffcd.runs import CLOUD_FILE, write_run
 from space import viewer
 from space.context import AppContext, bounded
@@ -25,15 +26,15 @@ from space.validation import LoadedCloud, check_cloud_choice, check_method, chec
 class FitTab(AppContext):
     """/fit and /stop, and the settings form."""
 
-    def preset_settings(self, preset: str, method: str) -> tuple:
-        """The advanced settings a preset and method amount to, to fill the form with.
+    def preset_settings(self, preset: str, method: str, noise: str = "none") -> tuple:
+        """The advanced settings a preset, method and noise setting amount to, to fill the form with.
 
         Returns (steps, width, depth, eikonal weight, area weight, mesh resolution); a weight the
         method does not have is 0 and its field is locked.
         """
-        if preset not in self.presets or method not in METHODS:
+        if preset not in self.presets or method not in METHODS or (noise or "none") not in NOISE_SETTINGS:
             return (gr.skip(),) * 6
-        config = self.presets[preset].config(method)
+        config = self.presets[preset].config(method, noise=noise or "none")
         weights = {name: getattr(config.method_config, name, None) for name in ("eikonal_weight", "area_weight")}
         return (
             config.schedule.steps, config.network.width, config.network.hidden_layers,
@@ -95,12 +96,12 @@ class FitTab(AppContext):
 
 
     def check_fit(self, cloud, example, method, preset, steps, width, depth, eikonal_weight, area_weight,
-                  seed, mesh_resolution) -> None:
+                  seed, mesh_resolution, noise=None) -> None:
         """The UI's first step before /fit: check the settings (the cloud is parsed once, by /fit)."""
         check_cloud_choice(cloud, example, max_bytes=self.limits.max_upload_bytes)
         check_method(method)
         settings = check_settings(method, steps=steps, width=width, depth=depth, eikonal_weight=eikonal_weight,
-                                  area_weight=area_weight, seed=seed, resolution=mesh_resolution)
+                                  area_weight=area_weight, seed=seed, resolution=mesh_resolution, noise=noise)
         self._config(check_preset(preset, self.presets), method, settings)
 
     @catch_all("The fit failed")
@@ -117,6 +118,7 @@ class FitTab(AppContext):
         area_weight: float | None = None,
         seed: int = 0,
         mesh_resolution: int | None = None,
+        noise: str = "none",
         current: dict | None = None,
         request: gr.Request = None,
     ) -> Iterator[tuple]:
@@ -136,6 +138,9 @@ class FitTab(AppContext):
             area_weight: μ of the area term (not for Neural-Pull); None uses the method's value.
             seed: seed of initialisation and sampling; the same seed gives the same fit.
             mesh_resolution: grid resolution of the final mesh; None uses the preset's.
+            noise: the paper's setting for the cloud's noise: "none", "medium" (eikonal weight
+                0.5) or "max" (eikonal weight 1.0 and a 20x lower learning rate); an explicit
+                eikonal_weight wins.
 
         Returns:
             A stream of updates. Each carries the latest mesh snapshot (GLB, every few seconds),
@@ -150,7 +155,7 @@ class FitTab(AppContext):
         app_preset = check_preset(preset, self.presets)
         settings = check_settings(method, steps=steps, width=width, depth=depth,
                                   eikonal_weight=eikonal_weight, area_weight=area_weight, seed=seed,
-                                  resolution=mesh_resolution)
+                                  resolution=mesh_resolution, noise=noise)
         config = self._config(app_preset, method, settings)
         title = METHODS[method].title
         stopped = self.store.stop_check(request, "fit")

@@ -45,6 +45,7 @@ class AppPreset:
         eikonal_weight: float | None = None,
         area_weight: float | None = None,
         resolution: int | None = None,
+        noise: str = "none",
     ) -> FitConfig:
         """The FitConfig of this preset for `method`, with the user's advanced settings on top.
 
@@ -73,6 +74,7 @@ class AppPreset:
             method_overrides=method_overrides or None,
             network_overrides=network or None,
             batch_size=self.batch_size,
+            noise=noise,
         )
 
     def summary(self) -> str:

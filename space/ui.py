@@ -9,6 +9,7 @@ import gradio as gr
 import jax
 
 from diffcd import METHODS
+from diffcd.presets import NOISE_SETTINGS
 from hub.cache import prune as prune_hub_cache
 from space import mcp, overlay, runtime, viewer
 from space.examples import list_examples
@@ -150,6 +151,9 @@ def build_app(
                                 area = gr.Number(None, label="Area weight μ")
                             resolution = gr.Number(None, label=f"Final mesh resolution ({MIN_RESOLUTION}–{MAX_RESOLUTION})",
                                                    precision=0)
+                            noise = gr.Dropdown([(s.description, name) for name, s in NOISE_SETTINGS.items()],
+                                                value="none", label="Noise in the cloud (the paper's settings)",
+                                                elem_id="fit-noise")
                         with gr.Row():
                             fit_button = gr.Button("Fit", variant="primary", elem_id="fit-button")
                             stop_button = gr.Button("Stop", variant="stop", elem_id="fit-stop")
@@ -253,7 +257,8 @@ def build_app(
         # Compute jobs enter at once and wait in the app's own line (space.jobs): one runs at a time,
         # a session has at most limits.jobs_per_session, and a full line says when to retry.
         compute = {"concurrency_limit": None}
-        fit_inputs = [upload, example, method, preset, steps, width, depth, eikonal, area, seed, resolution, current]
+        fit_inputs = [upload, example, method, preset, steps, width, depth, eikonal, area, seed, resolution, noise,
+                      current]
         # Each action first validates in a quick private event (no queue wait for the worker, and a
         # failure leaves the outputs as they were), then runs; the run validates again for API callers.
         check = {"api_visibility": "private", "concurrency_id": CHECKS, "concurrency_limit": 2}
@@ -293,12 +298,14 @@ def build_app(
             .success(handlers.push_checkpoint, push_inputs, [commit_url, h_status], api_name="push_checkpoint",
                      concurrency_limit=2)
         advanced = [steps, width, depth, eikonal, area, resolution]
-        for trigger in (preset.change, method.change):
-            trigger(handlers.preset_settings, [preset, method], advanced, api_visibility="private", queue=False)
+        for trigger in (preset.change, method.change, noise.change):
+            trigger(handlers.preset_settings, [preset, method, noise], advanced, api_visibility="private",
+                    queue=False)
         method.change(_method_summary, [method], [method_info], api_visibility="private", queue=False)
         c_preset.change(handlers.preset_steps, [c_preset], [c_steps], api_visibility="private", queue=False)
         # The forms start empty (so an API caller's default is "the preset's") and are filled on load.
-        demo.load(handlers.preset_settings, [preset, method], advanced, api_visibility="private", queue=False)
+        demo.load(handlers.preset_settings, [preset, method, noise], advanced, api_visibility="private",
+                  queue=False)
         demo.load(handlers.preset_steps, [c_preset], [c_steps], api_visibility="private", queue=False)
         demo.unload(handlers.close_session)
         demo.load(handlers.sweep_sessions, None, None, api_visibility="private", queue=False)

@@ -15,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 from diffcd import METHODS, DiffCDError, PointCloud, load_point_cloud
+from diffcd.presets import NOISE_SETTINGS
 from diffcd.errors import DiffCDWarning
 from space.examples import Example, get_example, list_examples
 from space.presets import AppPreset
@@ -156,10 +157,19 @@ def _optional_number(value, name: str, *, low: float, high: float, integer: bool
     return number
 
 
+def check_noise(noise) -> str:
+    """One of the paper's named noise settings ("none" when empty)."""
+    noise = noise or "none"
+    if noise not in NOISE_SETTINGS:
+        raise gr.Error(f"Unknown noise setting {noise!r}; choose one of {', '.join(NOISE_SETTINGS)}.")
+    return noise
+
+
 def check_settings(method: str, *, steps=None, width=None, depth=None, eikonal_weight=None,
-                   area_weight=None, seed=0, resolution=None) -> dict:
+                   area_weight=None, seed=0, resolution=None, noise=None) -> dict:
     """The advanced settings as keyword arguments of AppPreset.config (None: preset default)."""
     settings = {
+        "noise": check_noise(noise),
         "steps": _optional_number(steps, "Steps", low=1, high=MAX_STEPS, integer=True),
         "width": _optional_number(width, "Network width", low=8, high=1024, integer=True),
         "depth": _optional_number(depth, "Network depth", low=1, high=16, integer=True),

@@ -19,7 +19,7 @@ from diffcd.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_ARGS = ["--steps", "10", "--hidden-layers", "2", "--width", "32", "--batch-size", "128",
-             "--resolution", "24", "--eval-samples", "1000", "--quiet"]
+             "--resolution", "24", "--eval-samples", "1000", "--protocols", "default", "--quiet"]
 
 
 def make_dataset(root: Path, names=("ball", "donut")) -> Path:
