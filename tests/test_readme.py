@@ -79,6 +79,19 @@ def environment(tmp_path_factory) -> dict[str, str]:
     return env
 
 
+def _publish_the_readme_s_checkpoint(env: dict[str, str], scratch: Path) -> None:
+    """user/torus-diffcd, which the README's Python example pulls: a short CLI fit, then `hub push`
+    (the README's own commands, with a short fit)."""
+    run = scratch / "runs" / "torus-readme"
+    for command in (
+        [sys.executable, "-m", "diffcd", "fit", "examples/torus_cloud.npy", "--method", "igr", "--steps", "40",
+         "--resolution", "48", "--out", str(run), "--quiet"],
+        [sys.executable, "-m", "hub", "push", str(run), "user/torus-diffcd"],
+    ):
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{command[2:4]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+
+
 @pytest.fixture(scope="module")
 def live(environment, scratch):
     """The loopback Hub and `python app.py` on free ports; yields the environment blocks run in."""
@@ -90,8 +103,11 @@ def live(environment, scratch):
                            stderr=subprocess.STDOUT)
     try:
         _wait_until_up(f"http://127.0.0.1:{hub_port}/api/models", hub, 60)
+        _publish_the_readme_s_checkpoint({**env, "HF_TOKEN": "hf_readme"}, scratch)
         _wait_until_up(f"http://127.0.0.1:{app_port}/", app)
-        yield {**env, "README_APP_ADDRESS": f"http://127.0.0.1:{app_port}"}
+        # Blocks run as a signed-in user would (push_to_hub needs a write token); the app never
+        # sees the token.
+        yield {**env, "HF_TOKEN": "hf_readme", "README_APP_ADDRESS": f"http://127.0.0.1:{app_port}"}
     finally:
         for process in (app, hub):
             process.terminate()
