@@ -541,6 +541,4 @@ def sweep_main() -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
     sweep_main() if "--cloud-sweep" in sys.argv else main()

@@ -11,7 +11,6 @@ a request whose token the Hub has not accepted for it in this request.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil

@@ -7,24 +7,15 @@ Needs Debian's Chromium at /usr/bin/chromium and the playwright package (skipped
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from _apptest import TOKEN, USER
 
-CHROMIUM = os.environ.get("DIFFCD_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+from _browser import ARGS, CHROMIUM, MARKS
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)),
-                       reason=f"no Chromium at {CHROMIUM}: install it with `apt-get install -y chromium`"),
-]
+pytestmark = MARKS
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
 FEATURED = f"{USER}/featured-sphere"

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import math
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import trimesh
 
-from _apptest import TINY_PRESET, fit_args, is_update
+from _apptest import TINY_PRESET, fit_args
 from _nopickle import pickle_findings
 
 STEPS = 150

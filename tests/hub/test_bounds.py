@@ -4,7 +4,6 @@ downloads, a private repo never leaks from the shared cache, and pulled text is 
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 from _hubtest import OTHER_TOKEN, TOKEN, make_fitted, make_run
@@ -13,7 +12,7 @@ from huggingface_hub import CommitOperationAdd
 from diffcd.errors import LimitError
 from diffcd.export import NetworkLimits
 from hub import ListLimits, PullLimits, load_sdf, pull_checkpoint, push_checkpoint
-from hub.errors import HubError, LimitExceededError, NotACheckpointError, VisibilityError
+from hub.errors import HubError, LimitExceededError, VisibilityError
 
 
 def _upload(api, repo_id, files: dict[str, bytes], private=False):
