@@ -22,7 +22,9 @@ logger = logging.getLogger(__name__)
 MCP_ENV = "DIFFCD_MCP_SERVER"
 MCP_PATH = "/gradio_api/mcp/"
 SESSION_TOOLS = ("stop", "extract_mesh", "evaluate", "push_checkpoint")
-"""Tools that act on the caller's session model (gr.State): over MCP every call is a new session."""
+"""Tools that act on the caller's session model (gr.State): over MCP every call is a new session.
+MCP callers re-mesh and evaluate with remesh_checkpoint and evaluate_checkpoint instead, which take
+the checkpoint zip (its URL) that fit and pull_checkpoint return."""
 
 
 def mcp_enabled() -> bool:

@@ -1,4 +1,8 @@
-"""Re-mesh or evaluate the session's current model (its last fit or pull)."""
+"""Re-mesh or evaluate a model: the session's current one (its last fit or pull), or a checkpoint zip.
+
+/remesh_checkpoint and /evaluate_checkpoint need no session: the checkpoint zip that /fit
+and /pull_checkpoint return comes back as an upload or a URL (what MCP callers can do).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ import numpy as np
 import pandas as pd
 import trimesh
 
-from diffcd import DiffCDError, load_mesh
+from diffcd import DiffCDError, load_mesh, load_sdf
 from diffcd.metrics import cloud_surface_distances, evaluate_mesh
+from space.checkpoint_upload import unpack_checkpoint
 from space.context import AppContext
 from space.errors import catch_all
 from space.jobs import Budget
@@ -20,7 +25,7 @@ from space.validation import check_resolution
 
 
 class ModelTab(AppContext):
-    """/extract_mesh and /evaluate."""
+    """/extract_mesh, /evaluate, /remesh_checkpoint and /evaluate_checkpoint."""
 
     def check_extract(self, resolution, current) -> None:
         """The UI's first step before /extract_mesh."""
@@ -94,3 +99,94 @@ class ModelTab(AppContext):
             raise gr.Error(str(error), title="Cannot evaluate") from None
         return metrics_table(summary, current.get("units") or "")
 
+
+    def _checkpoint_mesh(self, checkpoint: str | None, resolution, request, kind: str):
+        """Unpack a visitor's checkpoint zip within the bounds, load it and mesh it in the compute line.
+
+        Returns (the mesh, the session folder it is in, seconds meshing took)."""
+        if not checkpoint:
+            raise gr.Error("Give a checkpoint zip (the *-checkpoint.zip that Fit and Pull offer), "
+                           "as an upload or an http(s) URL.", title="Missing checkpoint")
+        resolution = check_resolution(resolution)
+        stopped = self.store.stop_check(request, "fit")
+        with self.line.enter(self.store.key(request), kind) as job, self.store.busy(request):
+            job.wait_quietly()
+            budget = Budget(self.limits.max_request_seconds).begin()
+            folder = self.store.fresh_folder(request, kind)
+            unpack_checkpoint(checkpoint, folder, max_file_bytes=self.limits.max_upload_bytes,
+                              network=self.limits.network_limits())
+            try:
+                sdf = load_sdf(folder, limits=self.limits.network_limits(), name="The checkpoint zip")
+            except DiffCDError as error:
+                raise gr.Error(str(error), title="Cannot use this checkpoint zip") from None
+            budget.check("Loading this checkpoint")
+            start = time.perf_counter()
+            mesh = sdf.extract_mesh(resolution, max_faces=self.limits.max_mesh_faces,
+                                    should_stop=lambda: budget.expired() or stopped())
+            seconds = time.perf_counter() - start
+        return mesh, folder, seconds
+
+    @staticmethod
+    def _label(checkpoint: str) -> str:
+        """A file-name stem from the zip's name (already a safe name in Gradio's cache)."""
+        stem = Path(checkpoint).name.removesuffix(".zip").removesuffix("-checkpoint")
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:60].strip(".") or "checkpoint"
+
+    @catch_all("Cannot mesh this checkpoint")
+    def remesh_checkpoint(self, checkpoint: str | None, resolution: int = 128,
+                          request: gr.Request = None) -> tuple[str, list[str], str]:
+        """Mesh a fitted SDF given as its checkpoint zip, at the resolution you choose.
+
+        The checkpoint zip is the *-checkpoint.zip download that fit and pull_checkpoint
+        return (config.json and model.safetensors); no session is needed.
+
+        Args:
+            checkpoint: the checkpoint zip, as an upload or an http(s) URL (e.g. the URL of the zip
+                a fit returned).
+            resolution: marching-cubes grid resolution, 16 to 512 (time grows with its cube).
+
+        Returns:
+            The mesh (GLB), downloads (GLB, PLY, OBJ) and a status line.
+        """
+        mesh, folder, seconds = self._checkpoint_mesh(checkpoint, resolution, request, "remesh")
+        resolution = check_resolution(resolution)
+        label = self._label(checkpoint)
+        glb, ply, obj = mesh_files(mesh, folder, f"{label}-{resolution}")
+        status = (f"**Meshed {label} at {resolution}³** in {seconds:.1f} s: "
+                  f"{len(mesh.vertices):,} vertices, {len(mesh.faces):,} faces.")
+        return str(glb), [str(glb), str(ply), str(obj)], status
+
+    @catch_all("Cannot evaluate this checkpoint")
+    def evaluate_checkpoint(self, checkpoint: str | None, ground_truth: str | None, resolution: int = 128,
+                            request: gr.Request = None) -> pd.DataFrame:
+        """Score a fitted SDF given as its checkpoint zip against a ground-truth mesh.
+
+        The model is meshed at `resolution`, then compared with the ground truth; no session is
+        needed.
+
+        Args:
+            checkpoint: the checkpoint zip (the *-checkpoint.zip that fit and
+                pull_checkpoint return), as an upload or an http(s) URL.
+            ground_truth: a triangle mesh (.ply .obj .off .stl .glb) in the cloud's coordinates, as
+                an upload or an http(s) URL.
+            resolution: marching-cubes grid resolution of the scored mesh, 16 to 512.
+
+        Returns:
+            A table of metrics against the ground truth: Chamfer, squared Chamfer, normal angle,
+            Hausdorff and F-score, in the cloud's own units.
+        """
+        if not ground_truth:
+            raise gr.Error("Give a ground-truth mesh (.ply .obj .off .stl .glb) to score the checkpoint "
+                           "against.", title="Missing ground truth")
+        try:
+            reference = load_mesh(ground_truth, limits=self.limits.input_limits())
+        except DiffCDError as error:
+            raise gr.Error(str(error), title="Cannot read the ground-truth mesh") from None
+        mesh, _, _ = self._checkpoint_mesh(checkpoint, resolution, request, "evaluate")
+        if len(mesh.faces) == 0:
+            raise gr.Error("The checkpoint has no surface at this resolution; try a finer resolution.")
+        try:
+            summary = {"eval": evaluate_mesh(mesh, reference)}
+        except DiffCDError as error:
+            raise gr.Error(str(error), title="Cannot evaluate this checkpoint") from None
+        return metrics_table(summary)

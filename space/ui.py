@@ -180,6 +180,15 @@ def build_app(
                                                     file_types=[".ply", ".obj", ".off", ".stl", ".glb"],
                                                     type="filepath", height=110)
                                 evaluate_button = gr.Button("Evaluate")
+                            gr.Markdown("…or mesh and score a checkpoint zip (a *-checkpoint.zip download) "
+                                        "instead of the current model:")
+                            with gr.Row():
+                                checkpoint_upload = BoundedFile(label="Checkpoint zip", file_types=[".zip"],
+                                                                type="filepath", height=110,
+                                                                elem_id="fit-checkpoint-upload")
+                                with gr.Column(min_width=160):
+                                    remesh_checkpoint_button = gr.Button("Mesh the checkpoint")
+                                    evaluate_checkpoint_button = gr.Button("Evaluate the checkpoint")
                         with gr.Accordion("Progress details (JSON)", open=False):
                             progress = gr.JSON(label="Progress", elem_id="fit-progress")
                 _wire_cloud_inputs(handlers, upload, example, preview, info, public=True)
@@ -281,6 +290,12 @@ def build_app(
                          concurrency_limit=4)
         evaluate_button.click(handlers.evaluate, [gt_upload, current], [metrics], api_name="evaluate",
                               concurrency_limit=2)
+        # The same on a checkpoint zip (upload or URL): no session model, so MCP callers can use them.
+        remesh_checkpoint_button.click(handlers.remesh_checkpoint, [checkpoint_upload, remesh_resolution],
+                                       [surface, downloads, status], api_name="remesh_checkpoint", **compute)
+        evaluate_checkpoint_button.click(handlers.evaluate_checkpoint,
+                                         [checkpoint_upload, gt_upload, remesh_resolution], [metrics],
+                                         api_name="evaluate_checkpoint", **compute)
         list_button.click(handlers.list_checkpoints, [h_author, h_search], [h_table], api_name="list_checkpoints",
                           concurrency_limit=4) \
             .success(handlers.checkpoint_choices, [h_table], [h_pick], api_visibility="private", queue=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,7 +24,8 @@ from space.mcp import SESSION_TOOLS, mcp_available  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not mcp_available(), reason="Gradio 6.31's MCP server needs mcp<2")
 
-AGENT_TOOLS = {"fit", "compare", "list_checkpoints", "pull_checkpoint", "load_example", "preview_cloud"}
+AGENT_TOOLS = {"fit", "compare", "list_checkpoints", "pull_checkpoint", "load_example", "preview_cloud",
+               "remesh_checkpoint", "evaluate_checkpoint"}
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -107,6 +109,17 @@ def test_fit_a_cloud_given_by_url(mcp_url, cloud_host):
     assert "Done: DiffCD, 60 steps" in text
     assert "sphere_cloud" in text  # the downloaded cloud's name labels the outputs
     assert ".glb" in text and "checkpoint.zip" in text  # the mesh and downloads come back as URLs
+
+    # Re-mesh and score that fit in new MCP sessions, from the checkpoint zip's URL alone.
+    zip_url = re.search(r"https?://[^\s\"'\]]+-checkpoint\.zip", text).group(0)
+    result = _run(mcp_url, lambda s: s.call_tool("remesh_checkpoint", {"checkpoint": zip_url, "resolution": 24}))
+    text = _text(result)
+    assert not result.isError, text
+    assert "Meshed sphere_cloud-diffcd at 24³" in text and ".glb" in text
+    arguments = {"checkpoint": zip_url, "ground_truth": f"{cloud_host}/sphere_gt.ply", "resolution": 24}
+    result = _run(mcp_url, lambda s: s.call_tool("evaluate_checkpoint", arguments))
+    assert not result.isError, _text(result)
+    assert "Chamfer distance (vs ground truth)" in _text(result)
 
 
 def test_url_bounds_apply_to_mcp_callers(mcp_url, cloud_host, monkeypatch):
