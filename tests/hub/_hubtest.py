@@ -56,3 +56,12 @@ def files_containing(root: Path, needle: str) -> list[Path]:
     """Every file under root whose bytes contain needle."""
     data = needle.encode()
     return [p for p in root.rglob("*") if p.is_file() and data in p.read_bytes()]
+
+
+def upload_files(api, repo_id: str, files: dict[str, bytes], private: bool = False) -> str:
+    """Commit raw files to a repo on the test Hub (crafted repos that `hub push` would never make)."""
+    from huggingface_hub import CommitOperationAdd
+
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    ops = [CommitOperationAdd(path, data) for path, data in files.items()]
+    return api.create_commit(repo_id, ops, commit_message="upload").oid

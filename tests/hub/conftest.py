@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
+import importlib
 
 import pytest
 
 from _hfsandbox import seal_huggingface_hub
-from _hubtest import OTHER_TOKEN, TOKEN
+from _hubtest import OTHER_TOKEN, TOKEN, make_fitted
 
 from hub.devserver import HubServer
 
@@ -17,7 +17,7 @@ def hf_env(tmp_path, monkeypatch):
     """huggingface_hub with a temporary home and cache, no Xet, no telemetry, no stored login."""
     home = seal_huggingface_hub(monkeypatch, tmp_path / "hf_home")
     monkeypatch.chdir(tmp_path)  # nothing a test writes by default lands in the repo
-    monkeypatch.setattr(sys.modules["huggingface_hub.utils.tqdm"], "HF_HUB_DISABLE_PROGRESS_BARS", True)
+    monkeypatch.setattr(importlib.import_module("huggingface_hub.utils.tqdm"), "HF_HUB_DISABLE_PROGRESS_BARS", True)
     return home
 
 
@@ -41,3 +41,12 @@ def api(hub_server):
     from huggingface_hub import HfApi
 
     return HfApi(endpoint=hub_server.url, token=TOKEN)
+
+
+@pytest.fixture
+def export(tmp_path):
+    """config.json and model.safetensors of a tiny export, as bytes."""
+    from diffcd.export import export_sdf
+
+    export_sdf(make_fitted(), tmp_path / "export")
+    return {name: (tmp_path / "export" / name).read_bytes() for name in ("config.json", "model.safetensors")}

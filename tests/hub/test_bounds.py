@@ -6,27 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from _hubtest import OTHER_TOKEN, TOKEN, make_fitted, make_run
-from huggingface_hub import CommitOperationAdd
+from _hubtest import OTHER_TOKEN, TOKEN, make_run, upload_files
 
 from diffcd.errors import LimitError
 from diffcd.export import NetworkLimits
 from hub import ListLimits, PullLimits, load_sdf, pull_checkpoint, push_checkpoint
 from hub.errors import HubError, LimitExceededError, VisibilityError
-
-
-def _upload(api, repo_id, files: dict[str, bytes], private=False):
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    ops = [CommitOperationAdd(path, data) for path, data in files.items()]
-    return api.create_commit(repo_id, ops, commit_message="upload").oid
-
-
-@pytest.fixture
-def export(tmp_path):
-    from diffcd.export import export_sdf
-
-    export_sdf(make_fitted(), tmp_path / "export")
-    return {name: (tmp_path / "export" / name).read_bytes() for name in ("config.json", "model.safetensors")}
 
 
 def _gets(server, name=None):
@@ -45,7 +30,7 @@ def _with(export, change) -> dict[str, bytes]:
 
 
 def test_oversize_weights_are_refused_before_downloading(api, hub_server, export):
-    _upload(api, "user/big", export)
+    upload_files(api, "user/big", export)
     limits = PullLimits(network=NetworkLimits(max_parameters=100, max_header_bytes=1024))
     with pytest.raises(LimitExceededError, match=r"user/big: model.safetensors is [\d,]+ bytes, more than the "
                                                  r"1,432 a pull accepts; it was not downloaded") as info:
@@ -60,21 +45,21 @@ def test_oversize_weights_are_refused_before_downloading(api, hub_server, export
     (lambda c: c["network"].update(hidden_layers=1200, skip_layers=[]), "1200 hidden layers"),
 ])
 def test_hostile_network_is_refused_from_config_before_its_weights(api, hub_server, export, change, words):
-    _upload(api, "user/hostile", _with(export, change))
+    upload_files(api, "user/hostile", _with(export, change))
     with pytest.raises(LimitExceededError, match=words):
         load_sdf("user/hostile")
     assert _gets(hub_server, "config.json") and not _gets(hub_server, "model.safetensors")
 
 
 def test_weights_larger_than_the_config_says_are_not_downloaded(api, hub_server, export):
-    _upload(api, "user/padded", {**export, "model.safetensors": export["model.safetensors"] + bytes(3 << 20)})
+    upload_files(api, "user/padded", {**export, "model.safetensors": export["model.safetensors"] + bytes(3 << 20)})
     with pytest.raises(LimitExceededError, match="far more than .* its config.json describes"):
         load_sdf("user/padded")
     assert not _gets(hub_server, "model.safetensors")
 
 
 def test_total_per_pull_and_card_size(api, hub_server, export):
-    _upload(api, "user/card", {**export, "README.md": b"x" * 5000})
+    upload_files(api, "user/card", {**export, "README.md": b"x" * 5000})
     with pytest.raises(LimitExceededError, match="README.md is 5,000 bytes"):
         load_sdf("user/card", limits=PullLimits(max_card_bytes=4096))
     with pytest.raises(LimitExceededError, match="files total .* one pull accepts; nothing was downloaded"):
@@ -94,7 +79,7 @@ def test_total_per_pull_and_card_size(api, hub_server, export):
 ])
 def test_pulled_config_with_wrong_types_or_nesting(api, export, config, words):
     files = _with(export, lambda c: c.update(steps="ten")) if config is None else {**export, "config.json": config}
-    _upload(api, "user/odd", files)
+    upload_files(api, "user/odd", files)
     with pytest.raises(HubError, match=words) as info:
         pull_checkpoint("user/odd")
     assert "user/odd@" in str(info.value) and not isinstance(info.value, (TypeError, RecursionError))
@@ -107,7 +92,7 @@ def test_pulled_config_with_wrong_types_or_nesting(api, export, config, words):
 @pytest.mark.parametrize("outage", ["stopped", "500"])
 def test_private_repo_is_not_served_from_cache_to_anonymous_when_the_hub_is_down(api, hub_server, export,
                                                                                   monkeypatch, outage):
-    _upload(api, "user/secret", export, private=True)
+    upload_files(api, "user/secret", export, private=True)
     assert load_sdf("user/secret", token=TOKEN).method == "diffcd"  # visitor A, with a token
     endpoint = None
     if outage == "stopped":  # the cache is keyed by repo id alone: a dead endpoint is an unreachable Hub
@@ -122,7 +107,7 @@ def test_private_repo_is_not_served_from_cache_to_anonymous_when_the_hub_is_down
 
 
 def test_public_repo_is_served_from_cache_when_the_hub_is_down(api, hub_server, export):
-    _upload(api, "user/open", export)
+    upload_files(api, "user/open", export)
     first = pull_checkpoint("user/open", token=False)
     hub_server.fail_next("model_info", status=503, times=5)
     assert pull_checkpoint("user/open", token=False).commit_sha == first.commit_sha
@@ -130,7 +115,7 @@ def test_public_repo_is_served_from_cache_when_the_hub_is_down(api, hub_server, 
 
 
 def test_a_repo_made_private_is_no_longer_served_from_cache(api, hub_server, export):
-    _upload(api, "user/turned", export)
+    upload_files(api, "user/turned", export)
     load_sdf("user/turned", token=False)
     api.update_repo_settings("user/turned", private=True)
     load_sdf("user/turned", token=TOKEN)  # the next online pull records the change
@@ -183,7 +168,7 @@ def test_pulled_metadata_is_shown_as_safe_text(api, export):
     assert "\u202e" not in text and "license" not in text
     hostile = _with(export, lambda c: c.update(method="diffcd", steps=5,
                                                metadata={"note": "![x](http://t.example/a.png)"}))
-    _upload(api, "user/meta", hostile)
+    upload_files(api, "user/meta", hostile)
     pulled = pull_checkpoint("user/meta")
     summary = pull_summary(pulled.repo_id, pulled.commit_sha, pulled.revision,
                            {**pulled.config, "steps": "<img src=http://t.example/b.png>"},
@@ -200,7 +185,7 @@ def test_cache_prune_by_age_and_size(api, hub_server, export, hf_env):
     from hub.cache import prune
 
     for name in ("user/c1", "user/c2"):
-        _upload(api, name, export)
+        upload_files(api, name, export)
         load_sdf(name)
     size = scan_cache_dir().size_on_disk
     assert prune(max_bytes=10**12, max_age=3600).revisions_deleted == 0
@@ -216,7 +201,7 @@ def test_cache_prune_by_age_and_size(api, hub_server, export, hf_env):
 def test_prune_command(api, hub_server, export, capsys):
     from hub.cli import main
 
-    _upload(api, "user/c3", export)
+    upload_files(api, "user/c3", export)
     load_sdf("user/c3")
     assert main(["prune", "--max-gb", "100", "--max-age", "1"]) == 0
     assert "Deleted 0 revisions" in capsys.readouterr().out

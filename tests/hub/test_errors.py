@@ -7,29 +7,13 @@ import json
 
 import numpy as np
 import pytest
-from _hubtest import OTHER_TOKEN, TOKEN, make_fitted, make_run
-from huggingface_hub import CommitOperationAdd
+from _hubtest import OTHER_TOKEN, TOKEN, make_run, upload_files
 from safetensors.numpy import save
 
 from diffcd.errors import DiffCDError
 from hub import load_sdf, pull_checkpoint, push_checkpoint
 from hub.errors import (AuthError, HubError, NotACheckpointError, RepoNotFoundError, RevisionNotFoundError,
                         UploadError, scrub)
-
-
-def _upload(api, repo_id, files: dict[str, bytes], private=False):
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    ops = [CommitOperationAdd(path, data) for path, data in files.items()]
-    return api.create_commit(repo_id, ops, commit_message="upload").oid
-
-
-@pytest.fixture
-def export(tmp_path):
-    """config.json and model.safetensors of a tiny export, as bytes."""
-    from diffcd.export import export_sdf
-
-    export_sdf(make_fitted(), tmp_path / "export")
-    return {name: (tmp_path / "export" / name).read_bytes() for name in ("config.json", "model.safetensors")}
 
 
 def _config(export, **changes) -> bytes:
@@ -43,20 +27,20 @@ def test_hub_error_is_a_diffcd_error():
 
 
 def test_not_a_diffcd_repo(api):
-    _upload(api, "user/text-model", {"README.md": b"# not ours\n", "weights.bin": b"\0" * 10})
+    upload_files(api, "user/text-model", {"README.md": b"# not ours\n", "weights.bin": b"\0" * 10})
     with pytest.raises(NotACheckpointError, match=r"user/text-model.*not a diffcd checkpoint"):
         pull_checkpoint("user/text-model")
 
 
 def test_foreign_config(api, export):
-    _upload(api, "user/foreign", {"config.json": b'{"model_type": "bert"}',
+    upload_files(api, "user/foreign", {"config.json": b'{"model_type": "bert"}',
                                   "model.safetensors": export["model.safetensors"]})
     with pytest.raises(NotACheckpointError, match=r"user/foreign@[0-9a-f]{12} is not a diffcd checkpoint"):
         load_sdf("user/foreign")
 
 
 def test_unknown_schema(api, export):
-    _upload(api, "user/future", {"config.json": _config(export, schema_version=99),
+    upload_files(api, "user/future", {"config.json": _config(export, schema_version=99),
                                  "model.safetensors": export["model.safetensors"]})
     with pytest.raises(NotACheckpointError, match=r"user/future@.*schema version 99"):
         load_sdf("user/future")
@@ -64,7 +48,7 @@ def test_unknown_schema(api, export):
 
 def test_shape_mismatch(api, export):
     network = {**json.loads(export["config.json"])["network"], "width": 32}
-    _upload(api, "user/mismatch", {"config.json": _config(export, network=network),
+    upload_files(api, "user/mismatch", {"config.json": _config(export, network=network),
                                    "model.safetensors": export["model.safetensors"]})
     with pytest.raises(NotACheckpointError, match=r"user/mismatch@.*shape"):
         load_sdf("user/mismatch")
@@ -72,7 +56,7 @@ def test_shape_mismatch(api, export):
 
 def test_truncated_weights(api, export):
     weights = export["model.safetensors"]
-    _upload(api, "user/truncated", {"config.json": export["config.json"],
+    upload_files(api, "user/truncated", {"config.json": export["config.json"],
                                     "model.safetensors": weights[: len(weights) // 2]})
     with pytest.raises(NotACheckpointError, match=r"user/truncated@.*truncated or corrupted"):
         load_sdf("user/truncated")
@@ -84,7 +68,7 @@ def test_nan_weights(api, export):
     tensors = load(export["model.safetensors"])
     first = sorted(tensors)[0]
     tensors[first] = np.full_like(tensors[first], np.nan)
-    _upload(api, "user/nan", {"config.json": export["config.json"], "model.safetensors": save(tensors)})
+    upload_files(api, "user/nan", {"config.json": export["config.json"], "model.safetensors": save(tensors)})
     with pytest.raises(NotACheckpointError, match=r"user/nan@.*NaN"):
         load_sdf("user/nan")
 
@@ -100,7 +84,7 @@ def test_bad_repo_id(hub_server):
 
 
 def test_unknown_revision(api, export):
-    _upload(api, "user/revs", export)
+    upload_files(api, "user/revs", export)
     with pytest.raises(RevisionNotFoundError, match=r"'no-such-branch' does not exist in user/revs"):
         load_sdf("user/revs", revision="no-such-branch")
     with pytest.raises(RevisionNotFoundError):
@@ -108,7 +92,7 @@ def test_unknown_revision(api, export):
 
 
 def test_private_repo_tokens(api, export, monkeypatch):
-    _upload(api, "user/private", export, private=True)
+    upload_files(api, "user/private", export, private=True)
     with pytest.raises(RepoNotFoundError, match=r"user/private .*private.*set HF_TOKEN or pass --token"):
         load_sdf("user/private")
     with pytest.raises(AuthError, match=r"refused the access token.*user/private.*set HF_TOKEN or pass --token") as info:
@@ -125,7 +109,7 @@ def test_anonymous_never_uses_the_servers_own_token(api, export, monkeypatch, tm
     """token=False (what the app passes for its visitors) ignores HF_TOKEN and the saved login."""
     from hub.discover import list_checkpoints
 
-    _upload(api, "user/private", export, private=True)
+    upload_files(api, "user/private", export, private=True)
     # A published run (with its model card) is what listing finds: one the owner can see.
     push_checkpoint(make_run(tmp_path / "run"), "user/private-run", token=TOKEN, private=True,
                     mesh_resolution=16)
