@@ -3,6 +3,7 @@ marks that skip a module (with the reason) when Chromium is missing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -17,3 +18,20 @@ MARKS = [
     pytest.mark.skipif(not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)),
                        reason=f"no Chromium at {CHROMIUM}: install it with `apt-get install -y chromium`"),
 ]
+
+
+@contextlib.contextmanager
+def recording_page():
+    """A headless Chromium page that records every URL it requests (page.requests_seen); tall
+    enough for a full-page screenshot without resizing (a resize can blank the 3D canvas)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_context(viewport={"width": 1400, "height": 2000}).new_page()
+        page.requests_seen = []
+        page.on("request", lambda request: page.requests_seen.append(request.url))
+        try:
+            yield page
+        finally:
+            browser.close()

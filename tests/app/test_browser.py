@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
-from _browser import ARGS, CHROMIUM, MARKS
+from _browser import MARKS, recording_page
 
 pytestmark = MARKS
-playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
 
 def _canvas_spread(page, selector: str) -> float:
@@ -36,17 +36,8 @@ def _pick(page, dropdown_id: str, option: str) -> None:
 @pytest.fixture
 def page(app_url):
     """A Chromium page that records every URL it requests (page.requests_seen)."""
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        # tall enough for a full-page screenshot without resizing (a resize can blank the 3D canvas)
-        context = browser.new_context(viewport={"width": 1400, "height": 2000})
-        page = context.new_page()
-        page.requests_seen = []
-        page.on("request", lambda request: page.requests_seen.append(request.url))
-        try:
-            yield page
-        finally:
-            browser.close()
+    with recording_page() as page:
+        yield page
 
 
 def _session_folders(demo) -> set[str]:

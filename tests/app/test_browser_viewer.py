@@ -13,25 +13,18 @@ import numpy as np
 import pytest
 from _apptest import TOKEN, USER
 
-from _browser import ARGS, CHROMIUM, MARKS
+from _browser import MARKS, recording_page
 
 pytestmark = MARKS
-playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
 FEATURED = f"{USER}/featured-sphere"
 
 
 @pytest.fixture
 def page(app_url):
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_context(viewport={"width": 1400, "height": 2000}).new_page()
-        page.requests_seen = []
-        page.on("request", lambda request: page.requests_seen.append(request.url))
-        try:
-            yield page
-        finally:
-            browser.close()
+    with recording_page() as page:
+        yield page
 
 
 @pytest.fixture
