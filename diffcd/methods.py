@@ -79,11 +79,10 @@ class DiffCDConfig:
     """"exact": every valid surface point's target is its nearest cloud point (diffcd.nearest);
     "candidates": the nearest of its seed's candidates only, exact only where certified (the
     former behaviour, kept for A/B comparisons)."""
-
     def __post_init__(self) -> None:
-        if self.nn_search not in NN_SEARCHES:
-            from diffcd.errors import ConfigError
+        from diffcd.errors import ConfigError
 
+        if self.nn_search not in NN_SEARCHES:
             raise ConfigError(f"nn_search must be one of {', '.join(NN_SEARCHES)}, not {self.nn_search!r}.")
 
 
@@ -102,7 +101,9 @@ class MethodSpec:
     summary: str
     config_type: type
     prepare: Callable[[np.ndarray, np.ndarray, Any, int], dict[str, np.ndarray]]
-    """(points, sigma, config, seed) -> extra per-fit arrays, computed once on the host."""
+    """(points, sigma, config, seed, tree=None, neighbours=None) -> extra per-fit arrays,
+    computed once on the host. `tree` is the cloud's KD-tree and `neighbours` the cloud's
+    neighbour lists (`neighbour_lists`) when the caller has them (saves querying again)."""
     loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
     """(f, params, data, config, weights, key, batch_size) -> (loss, aux), pure and jit-able."""
     uses_surface_seeds: bool = False
@@ -129,7 +130,7 @@ def _area_term(f, key, weights, config, count) -> jax.Array:
     return jnp.mean(losses.area(values, alpha=weights["area_alpha"]))
 
 
-def _no_extra_data(points, sigma, config, seed) -> dict[str, np.ndarray]:
+def _no_extra_data(points, sigma, config, seed, tree=None, neighbours=None) -> dict[str, np.ndarray]:
     return {}
 
 
@@ -146,9 +147,9 @@ def igr_loss(apply, params, data, config, weights, key, batch_size):
     return total, {"point_to_surface": on_surface, "eikonal": eikonal, "area": area}
 
 
-def neural_pull_prepare(points, sigma, config, seed):
+def neural_pull_prepare(points, sigma, config, seed, tree=None, neighbours=None):
     per_point = max(1, min(config.samples_per_point, config.max_pairs // len(points)))
-    queries, targets = sampling.neural_pull_pairs(points, sigma, per_point=per_point, seed=seed)
+    queries, targets = sampling.neural_pull_pairs(points, sigma, per_point=per_point, seed=seed, tree=tree)
     return {"pull_queries": queries, "pull_targets": targets}
 
 
@@ -169,11 +170,15 @@ def neural_pull_loss(apply, params, data, config, weights, key, batch_size):
     return total, {"pull": pull, "eikonal": eikonal}
 
 
-def diffcd_prepare(points, sigma, config, seed):
-    """Placeholder seeds (the cloud itself) of the right shapes; the fit loop refreshes them."""
+def diffcd_prepare(points, sigma, config, seed, tree=None, neighbours=None):
+    """Placeholder seeds (the cloud itself) of the right shapes; the fit loop refreshes them.
+
+    With exact targets, also the arrays of diffcd.nearest's search (built with `tree`, the
+    cloud's KD-tree, and `neighbours`, the hop neighbourhoods, when the caller has them).
+    """
     rng = np.random.default_rng(seed)
     seeds = points[rng.choice(len(points), config.seed_count, replace=len(points) < config.seed_count)]
-    index = nearest.build_index(points) if config.nn_search == "exact" else {}
+    index = nearest.build_index(points, tree=tree, hops=neighbours) if config.nn_search == "exact" else {}
     return {
         "seeds": seeds.astype(np.float32),
         "seed_candidates": np.zeros((config.seed_count, min(config.nn_candidates, len(points))), np.int32),
@@ -184,9 +189,9 @@ def diffcd_prepare(points, sigma, config, seed):
 
 def surface_to_cloud_targets(
     surface: jax.Array, seeds: jax.Array, candidates: jax.Array, radius: jax.Array, points: jax.Array
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Nearest cloud point of each surface point among its seed's candidates, its distance, and
-    a certificate.
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Nearest cloud point of each surface point among its seed's candidates, its distance, a
+    certificate, and its index in `points`.
 
     The certificate is true where the candidate set provably holds the exact nearest neighbour
     (the best candidate is closer than any point outside the seed's candidate ball).
@@ -197,7 +202,8 @@ def surface_to_cloud_targets(
     targets = jnp.take_along_axis(cloud, best[:, None, None], axis=1)[:, 0]
     distance = jnp.min(distances, axis=1)
     certified = distance <= radius - losses.safe_norm(surface - seeds)
-    return targets, distance, certified
+    ids = jnp.take_along_axis(candidates, best[:, None], axis=1)[:, 0]
+    return targets, distance, certified, ids
 
 
 def diffcd_loss(apply, params, data, config, weights, key, batch_size):
@@ -226,17 +232,18 @@ def diffcd_loss(apply, params, data, config, weights, key, batch_size):
     # and f(θ, s), through which alone the θ-gradient flows.
     surface_values, surface_gradients = losses.values_and_gradients(_bind(exact, params), surface)
     valid = jnp.abs(jax.lax.stop_gradient(surface_values)) < weights["valid_threshold"]
-    targets, distance, certified = surface_to_cloud_targets(
+    targets, distance, certified, ids = surface_to_cloud_targets(
         surface, seeds, data["seed_candidates"][pick], data["seed_radius"][pick], data["points"]
     )
     valid_count = jnp.maximum(jnp.sum(valid), 1)
     if config.nn_search == "exact":
         index = {name: value for name, value in data.items() if name.startswith("nn_")}
-        targets, searched = nearest.exact_targets(surface, targets, distance, certified, valid, index)
-        exact = certified | searched["tree"] | searched["brute"]
-        brute = searched["brute"]
+        targets, searched = nearest.exact_targets(surface, ids, distance, certified, valid, index,
+                                                  data["points"])
+        exact = certified | searched["hop"] | searched["tree"] | searched["brute"]
+        tree, brute = searched["tree"], searched["brute"]
     else:
-        exact, brute = certified, jnp.zeros_like(certified)
+        exact, tree, brute = certified, jnp.zeros_like(certified), jnp.zeros_like(certified)
 
     def mean_distance_to_cloud(s):
         return jnp.sum(jnp.where(valid, losses.safe_norm(s - targets), 0.0)) / valid_count
@@ -257,9 +264,11 @@ def diffcd_loss(apply, params, data, config, weights, key, batch_size):
         "area": area,
         "valid_surface_fraction": jnp.mean(valid),
         # Shares of the valid surface points: answered by the seed certificate, proved exact
-        # (1 with nn_search="exact"), and found by brute force (the slowest stage).
+        # (1 with nn_search="exact"), and answered by the box hierarchy and by brute force (the
+        # two slow stages of diffcd.nearest).
         "nn_certified_fraction": jnp.sum(valid & certified) / valid_count,
         "nn_exact_fraction": jnp.sum(valid & exact) / valid_count,
+        "nn_tree_fraction": jnp.sum(valid & tree) / valid_count,
         "nn_brute_force_fraction": jnp.sum(valid & brute) / valid_count,
     }
     return total, aux
@@ -320,6 +329,11 @@ def traced_weights(config: Any) -> dict[str, float]:
         for f in dataclasses.fields(config)
         if isinstance(getattr(config, f.name), float)
     }
+
+
+def neighbour_lists(config: Any) -> int:
+    """How many nearest cloud points per cloud point a method's `prepare` uses (0: none)."""
+    return nearest.HOP_NEIGHBOURS if getattr(config, "nn_search", None) == "exact" else 0
 
 
 def compile_key(config: Any) -> Any:

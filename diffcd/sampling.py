@@ -30,12 +30,41 @@ def local_sigma(
     Asks the tree for that one neighbour only (`k=[k + 1]`): the full k-neighbour table of a
     1M-point cloud would be 800 MB of distances and indices.
     """
-    k = min(k, len(points) - 1)
-    if k < 1:
-        return np.zeros(len(points), np.float32)
+    return sigma_and_neighbours(points, k=k, factor=factor, tree=tree)[0]
+
+
+def sigma_and_neighbours(
+    points: np.ndarray, *, k: int = 50, factor: float = 0.2, tree: cKDTree | None = None,
+    neighbours: int = 0,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """local_sigma, and with `neighbours` also each point's nearest cloud points (itself first,
+    (N, neighbours + 1) int32) and the distance to the farthest of them, from one tree query.
+
+    One query serves both: finding the k-th neighbour for sigma finds the nearer ones too, so the
+    lists (diffcd.nearest's hop neighbourhoods) cost no second pass over a large cloud. Queried
+    in blocks, which bounds the float64/int64 tables scipy returns.
+    """
+    n = len(points)
     tree = cloud_tree(points) if tree is None else tree
-    distances, _ = tree.query(points, k=[k + 1], workers=-1)
-    return (factor * distances[:, 0]).astype(np.float32)
+    sigma_k = min(k, n - 1)
+    lists = min(neighbours + 1, n) if neighbours else 0
+    columns = list(range(1, lists + 1)) + ([sigma_k + 1] if sigma_k >= 1 and sigma_k + 1 > lists else [])
+    sigma = np.zeros(n, np.float32)
+    ids = np.empty((n, lists), np.int32) if lists else None
+    radius = np.empty(n, np.float32) if lists else None
+    if not columns:
+        return sigma, ids, radius
+    block = 1 << 16
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        distance, found = tree.query(points[start:stop], k=columns, workers=-1)
+        if sigma_k >= 1:
+            sigma[start:stop] = factor * distance[:, columns.index(sigma_k + 1)]
+        if lists:
+            ids[start:stop] = found[:, :lists]
+            # float32 rounding must not put a point outside the list inside the radius.
+            radius[start:stop] = np.nextafter(distance[:, lists - 1].astype(np.float32), np.float32(0))
+    return sigma, ids, radius
 
 
 def nearest_candidates(
@@ -125,12 +154,13 @@ def uniform_samples(key: jax.Array, count: int) -> jax.Array:
 
 
 def neural_pull_pairs(
-    points: np.ndarray, sigma: np.ndarray, *, per_point: int, seed: int
+    points: np.ndarray, sigma: np.ndarray, *, per_point: int, seed: int, tree: cKDTree | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Neural-Pull's fixed training pairs: Gaussian queries and their nearest cloud point."""
     rng = np.random.default_rng(seed)
     queries = np.repeat(points, per_point, axis=0)
     queries += np.repeat(sigma, per_point)[:, None] * rng.standard_normal(queries.shape)
     queries = queries.astype(np.float32)
-    _, nearest = cloud_tree(points).query(queries, k=1, workers=-1)
+    tree = cloud_tree(points) if tree is None else tree
+    _, nearest = tree.query(queries, k=1, workers=-1)
     return queries, points[nearest].astype(np.float32)

@@ -47,7 +47,9 @@ _OCTAHEDRON_FACES = np.array(
     [[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]]
 )
 
-HIDDEN_LOSS_TERMS = {"step", "elapsed", "valid_surface_fraction", "nn_certified_fraction"}
+HIDDEN_LOSS_TERMS = {"step", "elapsed", "valid_surface_fraction"}
+"""History columns that are not loss terms; nor is any "nn_" column (DiffCD's shares of points
+answered by each nearest-neighbour stage)."""
 
 
 def _write_glb(scene_or_mesh, path: Path) -> Path:
@@ -160,7 +162,7 @@ def loss_frame(history: list[dict[str, float]], *, max_rows: int = 300) -> pd.Da
     rows = history[::stride]
     if rows[-1] is not history[-1]:
         rows = rows + [history[-1]]
-    terms = [k for k in history[-1] if k not in HIDDEN_LOSS_TERMS]
+    terms = [k for k in history[-1] if k not in HIDDEN_LOSS_TERMS and not k.startswith("nn_")]
     frames = []
     for term in terms:
         values = np.array([row.get(term, np.nan) for row in rows], dtype=np.float64)

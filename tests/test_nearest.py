@@ -23,11 +23,11 @@ def _dense_cloud_and_far_seeds(count=2000):
 
 def _targets(cloud, seeds, surface, wanted):
     candidates, radius = sampling.nearest_candidates(cKDTree(cloud), seeds, 32)
-    stage1 = methods.surface_to_cloud_targets(surface, seeds, candidates, radius, cloud)
+    _, distance, certified, ids = methods.surface_to_cloud_targets(surface, seeds, candidates, radius, cloud)
     index = nearest.build_index(cloud)
     search = jax.jit(nearest.exact_targets)
-    targets, searched = search(surface, *stage1, wanted, index)
-    return np.asarray(targets), np.asarray(stage1[2]), jax.device_get(searched)
+    targets, searched = search(surface, ids, distance, certified, wanted, index, cloud)
+    return np.asarray(targets), np.asarray(certified), jax.device_get(searched)
 
 
 def _assert_nearest(cloud, surface, targets):
@@ -59,7 +59,33 @@ def test_points_not_wanted_keep_their_candidate_target():
     wanted = np.arange(300) % 2 == 0
     targets, _, searched = _targets(cloud, seeds, surface, jnp.asarray(wanted))
     _assert_nearest(cloud, surface[wanted], targets[wanted])
-    assert not searched["tree"][~wanted].any() and not searched["brute"][~wanted].any()
+    assert not any(searched[stage][~wanted].any() for stage in ("hop", "tree", "brute"))
+
+
+def test_neighbour_hops_answer_points_near_the_cloud_exactly():
+    """Surface points 0.005 off a dense cloud whose seeds drifted 0.05 away (so the seed
+    certificate fails): hops through cloud neighbourhoods prove most of them (walking from a
+    first candidate up to 0.1 away), and every target is the nearest cloud point."""
+    cloud, _, _ = _dense_cloud_and_far_seeds()
+    rng = np.random.default_rng(2)
+    surface = (cloud[rng.choice(len(cloud), 2000)] + rng.normal(0, 0.005, (2000, 3))).astype(np.float32)
+    seeds = (surface + rng.normal(0, 0.05, surface.shape)).astype(np.float32)
+    targets, certified, searched = _targets(cloud, seeds, surface, jnp.ones(len(seeds), bool))
+    assert certified.mean() < 0.5
+    _assert_nearest(cloud, surface, targets)
+    assert searched["hop"].mean() > 0.7 and searched["brute"].mean() < 0.01
+
+
+def test_hop_neighbourhoods_hold_every_point_inside_their_radius():
+    rng = np.random.default_rng(3)
+    cloud = rng.uniform(-0.5, 0.5, (3000, 3)).astype(np.float32)
+    ids, radius = nearest.hop_neighbourhoods(cloud, neighbours=8)
+    assert ids.shape == (3000, 9) and (ids[:, 0] == np.arange(3000)).all()
+    distance = np.linalg.norm(cloud[:, None] - cloud[None], axis=-1)
+    inside = distance < radius[:, None]
+    listed = np.zeros_like(inside)
+    np.put_along_axis(listed, ids.astype(np.int64), True, axis=1)
+    assert not (inside & ~listed).any()
 
 
 @pytest.mark.parametrize("count", [1, 7, 100, 1000])
@@ -111,3 +137,4 @@ def test_the_diffcd_loss_measures_distances_to_the_exact_nearest_points():
     old, _ = _loss_aux("candidates", cloud, seeds)
     assert old["nn_exact_fraction"] == old["nn_certified_fraction"] < 1.0
     assert old["surface_to_point"] >= exact["surface_to_point"]
+

@@ -77,7 +77,8 @@ def test_distance_mesh_colours_spurious_surface_red(tmp_path):
 
 
 def test_loss_frame_is_long_format_and_log_scaled():
-    history = [{"step": i + 1, "loss": 10.0 ** -i, "area": 0.0, "elapsed": i, "valid_surface_fraction": 1.0}
+    history = [{"step": i + 1, "loss": 10.0 ** -i, "area": 0.0, "elapsed": i, "valid_surface_fraction": 1.0,
+                "nn_exact_fraction": 1.0, "nn_tree_fraction": 0.1}
                for i in range(1000)]
     frame = viewer.loss_frame(history, max_rows=100)
     assert set(frame["term"]) == {"loss"}  # the all-zero term and the diagnostics are left out
