@@ -138,7 +138,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m hub.publish_examples",
         description="Fit every built-in example (examples/index.json) with every method and publish each "
                     "fit to NAMESPACE/<example>-<method> on the Hub (HF_ENDPOINT, default huggingface.co).",
-        epilog="A cpu-quick fit takes about a minute per example and method on two CPU cores. Existing run "
+        epilog="A cpu-quick fit takes up to two and a half minutes per example and method on two CPU "
+               "cores (DiffCD; the other methods well under a minute). Existing run "
                "folders in --out are published without refitting; --no-push only fits (e.g. to prepare "
                "`python -m hub.devserver --seed-examples OUT`).")
     parser.add_argument("--namespace", help="user or organisation to publish under (required unless --no-push)")

@@ -144,7 +144,8 @@ def test_time_ladder_presets_build_and_are_listed():
     from diffcd.presets import PRESETS, make_config
 
     quick, five = make_config("cpu-quick"), make_config("cpu-5min")
-    assert quick.schedule.steps == 800 and quick.network.width == 128  # the 1-minute rung, unchanged
+    assert quick.schedule.steps == 1600 and quick.batch_size == 1250 and quick.network.width == 128
     assert five.schedule.steps > quick.schedule.steps and five.network.width > quick.network.width
-    assert five.method_config.seed_refresh_every * 50 == five.schedule.steps  # 50 refreshes per run
+    for rung in (quick, five):  # 50 refreshes per run
+        assert rung.method_config.seed_refresh_every * 50 == rung.schedule.steps
     assert "cpu-5min" in PRESETS

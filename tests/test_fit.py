@@ -194,8 +194,8 @@ def test_shortened_runs_keep_the_refreshes_per_run_but_not_more_often_than_every
     from diffcd.presets import MIN_SEED_REFRESH_EVERY
 
     every = lambda preset, steps=None: make_config(preset, "diffcd", steps=steps).method_config.seed_refresh_every
-    assert every("paper") == 1000 and every("cpu-quick") == 16
-    assert every("cpu-quick", 4000) == 80  # 5x the steps, the same 50 refreshes
+    assert every("paper") == 1000 and every("cpu-quick") == 32
+    assert every("cpu-quick", 4000) == 80  # 2.5x the steps, the same 50 refreshes
     assert every("paper", 4000) == 100
     assert every("cpu-quick", 48) == every("paper", 200) == MIN_SEED_REFRESH_EVERY
 
@@ -211,7 +211,7 @@ def test_chunks_divide_every_interval_and_only_the_remainder_runs_in_one_step_pi
     from diffcd.fit import chunk_length, chunk_plan
 
     assert chunk_length(100, 1000, 200) == 100  # paper: refresh 1000, overlap lag 200
-    assert chunk_length(50, 16, 4) == 4  # cpu-quick
+    assert chunk_length(50, 32, 8) == 8  # cpu-quick with the overlap lag
     assert chunk_length(100, 80, 20, 300) == 20
     assert chunk_length(50, None, None) == 50
     plan = chunk_plan(0, 47, 5, 50, ((10, 0), (10, 5)))
