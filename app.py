@@ -19,9 +19,13 @@ demo = build_app()
 demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)
 
 
+WARM_UP_EXIT_WAIT_SECONDS = 60.0
+
+
 def warm_up_in_background() -> None:
     """Compile the default preset's DiffCD fit of the default example while the app starts, so
     that the first visitor does not wait for it (10-30 s on a GPU). DIFFCD_WARM_UP=0 skips it."""
+    import atexit
     import logging
     import threading
 
@@ -45,7 +49,11 @@ def warm_up_in_background() -> None:
             logging.getLogger("diffcd.app").exception("warm-up failed")
 
     if os.environ.get("DIFFCD_WARM_UP", "1") != "0":
-        threading.Thread(target=work, name="diffcd-warm-up", daemon=True).start()
+        thread = threading.Thread(target=work, name="diffcd-warm-up", daemon=True)
+        thread.start()
+        # A process that exits while XLA compiles in this thread aborts ("FATAL: exception not
+        # rethrown"); give the compilation a bounded time to finish first.
+        atexit.register(thread.join, WARM_UP_EXIT_WAIT_SECONDS)
 
 
 if __name__ == "__main__":
