@@ -53,49 +53,72 @@ def _variant(name: str) -> tuple[str, dict]:
 
 
 def _timed_fitter(cloud, preset: str, name: str, steps: int, repeats: int, precision: str = "highest",
-                  **fitter_options):
+                  warm: int = 0, **fitter_options):
+    """A fitter for `repeats` timed chunks of `steps` steps after `warm` steps of training.
+
+    With `warm` (methods with surface seeds only), the preset's seed refreshes run as in a real
+    fit and the timed chunks start from a fit in progress, whose surface is near the cloud:
+    DiffCD's exact nearest-neighbour search costs most in the first few hundred steps, when it is
+    far. Without, seeds are refreshed at step 0 only and chunks start from the untrained net.
+    """
     method, overrides = _variant(name)
     base = dataclasses.replace(make_config(preset, method, method_overrides=overrides or None),
                                precision=precision)
-    schedule = dataclasses.replace(base.schedule, steps=(repeats + 2) * steps, warmup_steps=steps)
+    warm = warm if METHODS[method].uses_surface_seeds else 0
+    schedule = dataclasses.replace(base.schedule, steps=warm + (repeats + 2) * steps,
+                                   warmup_steps=min(base.schedule.warmup_steps, warm) or steps)
     config = dataclasses.replace(base, chunk_steps=steps, schedule=schedule)
-    if method == "diffcd":  # time training steps only: no seed refresh inside the timed chunks
+    if method == "diffcd" and not warm:  # time training steps only: no seed refresh inside the timed chunks
         config = dataclasses.replace(
             config, method_config=dataclasses.replace(config.method_config, seed_refresh_every=10**9)
         )
-    return Fitter(cloud, config, **fitter_options)
+    return Fitter(cloud, config, **fitter_options), warm
+
+
+def _time_chunks(runs: dict, fitters: dict, warm: dict, steps: int, repeats: int) -> dict:
+    """Best seconds per step of each fitter over `repeats` chunks, fitters interleaved so that
+    load from other processes affects them alike. Counts training time only (the fitter's
+    train_seconds: no compilation, no seed refresh)."""
+    for key, run in runs.items():
+        next(run)  # compile + first chunk (includes the step-0 seed mesh for DiffCD)
+        while fitters[key].state.step < warm[key]:
+            next(run)
+    best = {key: float("inf") for key in runs}
+    for _ in range(repeats):
+        for key, run in runs.items():
+            fitter = fitters[key]
+            step, train = fitter.state.step, fitter.summary()["train_seconds"]
+            next(run)
+            done = fitter.state.step - step
+            if done:
+                best[key] = min(best[key], (fitter.summary()["train_seconds"] - train) / done)
+    for run in runs.values():
+        run.close()
+    return best
 
 
 def steps_per_second(cloud, preset: str, methods: list[str], steps: int, repeats: int,
-                     precision: str = "highest", flops: bool = True) -> list[dict]:
-    """Each method's best chunk time over `repeats`, methods interleaved so that load from other
-    processes affects them alike."""
-    fitters = {m: _timed_fitter(cloud, preset, m, steps, repeats, precision) for m in methods}
-    runs = {m: f.run() for m, f in fitters.items()}
-    for run in runs.values():
-        next(run)  # compile + first chunk (includes the step-0 seed mesh for DiffCD)
-    best = {m: float("inf") for m in methods}
-    for _ in range(repeats):
-        for method, run in runs.items():
-            start = time.perf_counter()
-            next(run)
-            best[method] = min(best[method], time.perf_counter() - start)
+                     precision: str = "highest", flops: bool = True, warm: int = 0) -> list[dict]:
+    """Each method's best chunk time over `repeats` (see _timed_fitter for `warm`)."""
+    made = {m: _timed_fitter(cloud, preset, m, steps, repeats, precision, warm) for m in methods}
+    fitters = {m: f for m, (f, _) in made.items()}
+    best = _time_chunks({m: f.run() for m, f in fitters.items()}, fitters,
+                        {m: w for m, (_, w) in made.items()}, steps, repeats)
     rows = []
     for method, fitter in fitters.items():
-        runs[method].close()
         summary = fitter.summary()
         row = {
             "preset": preset, "method": method, "batch_size": fitter.config.batch_size,
-            "precision": precision,
+            "precision": precision, "warm_steps": made[method][1],
             "compile_seconds": round(summary["compile_seconds"], 2),
-            "steps_per_second": round(steps / best[method], 3),
-            "seconds_per_step": round(best[method] / steps, 4),
+            "steps_per_second": round(1 / best[method], 3),
+            "seconds_per_step": round(best[method], 4),
             "seed_mesh_seconds": round(summary["seed_mesh_seconds"], 2),
         }
         if flops:
             count = fitter.step_flops()
             row["gflop_per_step"] = round(count / 1e9, 2)
-            row["gflop_per_second"] = round(count / 1e9 / (best[method] / steps), 1)
+            row["gflop_per_second"] = round(count / 1e9 / best[method], 1)
         rows.append(row)
     return rows
 
@@ -142,7 +165,8 @@ def full_fit(cloud, preset: str, method: str, steps: int | None, *, overlap: boo
              precision: str = "highest", gt_mesh=None, label: str = "") -> tuple[dict, object]:
     """Wall time of a whole fit as a user runs it: compile, seed refreshes, training, final mesh,
     and the final mesh's metrics against `gt_mesh`. Returns the row and the fitted SDF."""
-    config = dataclasses.replace(make_config(preset, method, steps=steps),
+    base_method, overrides = _variant(method)
+    config = dataclasses.replace(make_config(preset, base_method, steps=steps, method_overrides=overrides or None),
                                  overlap_seed_refresh=overlap, precision=precision)
     fitter = Fitter(cloud, config)
     start, reported = time.perf_counter(), 0
@@ -348,6 +372,9 @@ def main() -> None:
                              "shows what DiffCD costs without its projection steps)")
     parser.add_argument("--steps", type=int, default=10, help="steps per timed chunk")
     parser.add_argument("--repeats", type=int, default=3, help="timed chunks per method (best is kept)")
+    parser.add_argument("--warm-steps", type=int, default=0,
+                        help="train DiffCD this many steps, with its seed refreshes, before timing (a fit "
+                             "in progress; 0: time from the untrained net, seeds refreshed at step 0 only)")
     parser.add_argument("--mesh", nargs="*", type=int, default=[128, 256], help="meshing resolutions (paper net)")
     parser.add_argument("--compile", nargs="*", default=["diffcd"], metavar="METHOD",
                         help="time compilation of these methods per preset, cold and from the persistent cache")
@@ -379,7 +406,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     rows = []
     for preset in args.sizes:
-        for row in steps_per_second(cloud, preset, args.methods, args.steps, args.repeats):
+        for row in steps_per_second(cloud, preset, args.methods, args.steps, args.repeats, warm=args.warm_steps):
             rows.append(row)
             print(json.dumps(row), flush=True)
     mesh_rows = []
@@ -390,7 +417,7 @@ def main() -> None:
     full_rows = []
     gt_mesh = load_mesh(GT_MESH)
     for method in args.full_fit:
-        overlap = args.overlap if METHODS[method].uses_surface_seeds else "on"
+        overlap = args.overlap if METHODS[_variant(method)[0]].uses_surface_seeds else "on"
         full_rows += refresh_ab(cloud, args.sizes[-1], method, args.full_fit_steps, overlap, args.rounds, gt_mesh)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report = {
@@ -429,11 +456,16 @@ def markdown(report: dict) -> str:
         "",
         f"{report['date']}, JAX {report['jax']}, cloud {report['cloud']}; peak RSS {report['peak_rss_mib']} MiB.",
         "",
-        "| preset | method | batch | compile s | steps/s | s/step | GFLOP/step | GFLOP/s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "Steps timed after `warm` steps of training with the preset's seed refreshes (a fit in "
+        "progress), or from the untrained net (warm 0; seeds refreshed at step 0 only). DiffCD's "
+        "exact nearest-neighbour search costs most while the surface is far from the cloud, early in "
+        "a fit; `diffcd:nn_search=candidates` is the former, inexact search.",
+        "",
+        "| preset | method | batch | warm | compile s | steps/s | s/step | GFLOP/step | GFLOP/s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["steps"]:
-        lines.append(f"| {r['preset']} | {r['method']} | {r['batch_size']} | {r['compile_seconds']} | "
+        lines.append(f"| {r['preset']} | {r['method']} | {r['batch_size']} | {r.get('warm_steps', 0)} | {r['compile_seconds']} | "
                      f"{r['steps_per_second']} | {r['seconds_per_step']} | {r.get('gflop_per_step', '')} | "
                      f"{r.get('gflop_per_second', '')} |")
     lines += ["", "DiffCD step cost / IGR step cost, measured time: "
@@ -477,15 +509,17 @@ def markdown(report: dict) -> str:
 SWEEP_MESH = Path(__file__).parent / "data" / "bunny_gt.ply"
 
 
-def cloud_size_sweep(sizes: list[int], preset: str, method: str, steps: int, repeats: int) -> list[dict]:
+def cloud_size_sweep(sizes: list[int], preset: str, method: str, steps: int, repeats: int,
+                     warm: int = 0) -> list[dict]:
     """Steps/s of one method on clouds of `sizes` points sampled from one real scan, timed
-    interleaved (best chunk of `repeats`), and the set-up time before the first step."""
-    fitters, setup = {}, {}
+    interleaved (best chunk of `repeats`, after `warm` steps: see _timed_fitter), and the
+    set-up time before the first step."""
+    fitters, warms, setup = {}, {}, {}
     for size in sizes:
         cloud = load_point_cloud(SWEEP_MESH, mesh_samples=size, seed=0)
         stages, start = [], time.perf_counter()
-        fitter = _timed_fitter(cloud, preset, method, steps, repeats, progress=lambda s: stages.append(
-            (s, time.perf_counter())))
+        fitter, warms[size] = _timed_fitter(cloud, preset, method, steps, repeats, warm=warm,
+                                            progress=lambda s: stages.append((s, time.perf_counter())))
         end = time.perf_counter()
         marks = [t for _, t in stages] + [end]
         setup[size] = {"setup_seconds": round(end - start, 2),
@@ -493,21 +527,11 @@ def cloud_size_sweep(sizes: list[int], preset: str, method: str, steps: int, rep
                           for name, a, b in zip(("tree_and_sigma", "method"), marks, marks[1:])}}
         fitters[size] = fitter
         print(f"  {size:,} points: set-up {setup[size]}", flush=True)
-    runs = {size: f.run() for size, f in fitters.items()}
-    for run in runs.values():
-        next(run)
-    best = {size: float("inf") for size in sizes}
-    for _ in range(repeats):
-        for size, run in runs.items():
-            start = time.perf_counter()
-            next(run)
-            best[size] = min(best[size], time.perf_counter() - start)
-    for run in runs.values():
-        run.close()
-    base = steps / best[sizes[0]]
-    return [{"preset": preset, "method": method, "points": size, **setup[size],
-             "steps_per_second": round(steps / best[size], 3),
-             "relative_to_smallest": round(steps / best[size] / base, 3)} for size in sizes]
+    best = _time_chunks({size: f.run() for size, f in fitters.items()}, fitters, warms, steps, repeats)
+    base = 1 / best[sizes[0]]
+    return [{"preset": preset, "method": method, "points": size, "warm_steps": warms[size], **setup[size],
+             "steps_per_second": round(1 / best[size], 3),
+             "relative_to_smallest": round(1 / best[size] / base, 3)} for size in sizes]
 
 
 def sweep_main() -> None:
@@ -517,8 +541,11 @@ def sweep_main() -> None:
     parser.add_argument("--method", default="diffcd")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warm-steps", type=int, default=0,
+                        help="train this many steps, with seed refreshes, before timing (see _timed_fitter)")
     args = parser.parse_args()
-    rows = cloud_size_sweep(args.cloud_sweep, args.preset, args.method, args.steps, args.repeats)
+    rows = cloud_size_sweep(args.cloud_sweep, args.preset, args.method, args.steps, args.repeats,
+                            args.warm_steps)
     for row in rows:
         print(json.dumps(row), flush=True)
     backend = jax.default_backend()
@@ -529,7 +556,9 @@ def sweep_main() -> None:
     (RESULTS / f"speed-cloud-size-{backend}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Steps/s against cloud size ({backend}, {report['cpu_count']} cores)", "",
              f"{report['date']}, JAX {report['jax']}; {args.method}, {args.preset}, clouds sampled from "
-             f"{SWEEP_MESH.name}; best of {args.repeats} interleaved chunks of {args.steps} steps.", "",
+             f"{SWEEP_MESH.name}; best of {args.repeats} interleaved chunks of {args.steps} steps"
+             + (f" after {args.warm_steps} steps of training with seed refreshes" if args.warm_steps else
+                ", from the untrained net") + ".", "",
              "| points | steps/s | vs smallest | set-up s | KD-tree + sigma s | method set-up s |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in rows:
