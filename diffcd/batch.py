@@ -38,13 +38,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from scipy.spatial import cKDTree
 
 from diffcd import meshing, sampling
 from diffcd.errors import ConfigError, MeshError, NoSurfaceError
 from diffcd.fit import FitConfig, FitEvent, FitResult, learning_rate
 from diffcd.io import Normalization, PointCloud, points_from_array
-from diffcd.methods import METHODS, compile_key, traced_weights
+from diffcd.methods import METHODS, compile_key, host_setup, traced_weights
 from diffcd.metrics import sample_triangles
 from diffcd.networks import init_params, make_sdf
 from diffcd.sdf import FittedSDF
@@ -95,11 +94,11 @@ class _Shape:
         self.spec = config.spec
         self.normalization = Normalization.from_points(self.cloud.points)
         points = self.normalization.apply(self.cloud.points).astype(np.float32)
-        sigma = sampling.local_sigma(points, k=config.sigma_neighbors)
-        extra = self.spec.prepare(points, sigma, config.method_config, config.seed)
+        tree, sigma, extra = host_setup(self.spec, points, config.method_config, config.seed,
+                                        config.sigma_neighbors)
         self.points = points
         self.arrays = {"points": points, "sigma": sigma, **extra}
-        self.tree = cKDTree(points) if self.spec.uses_surface_seeds else None
+        self.tree = tree if self.spec.uses_surface_seeds else None
         # The same derivation as Fitter: the first half initialises, the second drives sampling.
         init_key, self.key = jax.random.split(jax.random.PRNGKey(config.seed))
         self.params = init_params(config.network, init_key)

@@ -34,7 +34,7 @@ from diffcd import meshing, sampling
 from diffcd.errors import ConfigError, MeshError, NoSurfaceError
 from diffcd.io import Normalization, PointCloud, points_from_array
 from diffcd.metrics import sample_triangles
-from diffcd.methods import METHODS, MethodSpec, compile_key, get_method, neighbour_lists, traced_weights
+from diffcd.methods import METHODS, MethodSpec, compile_key, get_method, host_setup, traced_weights
 from diffcd.networks import (MATMUL_PRECISIONS, MatmulPrecision, NetworkConfig, Params, init_params,
                              make_training_sdf)
 from diffcd.sdf import FittedSDF, evaluate_in_chunks
@@ -359,15 +359,8 @@ class Fitter:
         self.normalization = Normalization.from_points(self.cloud.points)
         points = self.normalization.apply(self.cloud.points).astype(np.float32)
         method_config = config.method_config
-        list_length = neighbour_lists(method_config)
-        report(f"KD-tree, local sigma{' and neighbour lists' if list_length else ''} of {len(points):,} points")
-        tree = sampling.cloud_tree(points)
-        sigma, hop_ids, hop_radius = sampling.sigma_and_neighbours(
-            points, k=config.sigma_neighbors, tree=tree, neighbours=list_length
-        )
-        report(f"{self.spec.title} set-up")
-        extra = self.spec.prepare(points, sigma, method_config, config.seed, tree=tree,
-                                  neighbours=(hop_ids, hop_radius) if list_length else None)
+        tree, sigma, extra = host_setup(self.spec, points, method_config, config.seed,
+                                        config.sigma_neighbors, report)
         self._points = points
         self._tree = tree if self.spec.uses_surface_seeds else None
         self.data = jax.device_put({"points": points, "sigma": sigma, **extra})

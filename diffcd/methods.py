@@ -336,6 +336,25 @@ def neighbour_lists(config: Any) -> int:
     return nearest.HOP_NEIGHBOURS if getattr(config, "nn_search", None) == "exact" else 0
 
 
+def host_setup(spec: MethodSpec, points: np.ndarray, config: Any, seed: int, sigma_neighbors: int,
+               report: Callable[[str], None] = lambda stage: None) -> tuple[Any, np.ndarray, dict[str, np.ndarray]]:
+    """A fit's host-side set-up, once per cloud: the KD-tree, the local sigma (and, for methods
+    that use them, the neighbour lists, from the same query) and the method's `prepare` data.
+
+    Returns (tree, sigma, extra). `report` is called before each stage (slow on 1M points).
+    """
+    list_length = neighbour_lists(config)
+    report(f"KD-tree, local sigma{' and neighbour lists' if list_length else ''} of {len(points):,} points")
+    tree = sampling.cloud_tree(points)
+    sigma, hop_ids, hop_radius = sampling.sigma_and_neighbours(
+        points, k=sigma_neighbors, tree=tree, neighbours=list_length
+    )
+    report(f"{spec.title} set-up")
+    extra = spec.prepare(points, sigma, config, seed, tree=tree,
+                         neighbours=(hop_ids, hop_radius) if list_length else None)
+    return tree, sigma, extra
+
+
 def compile_key(config: Any) -> Any:
     """The config as far as it changes the compiled program: floats only by whether they are 0."""
     return dataclasses.replace(

@@ -219,7 +219,6 @@ def exact_targets(
     wanted: jax.Array,
     index: dict[str, jax.Array],
     points: jax.Array,
-    hops: int | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The exact nearest cloud point of every `wanted` surface point.
 
@@ -231,8 +230,7 @@ def exact_targets(
     n = surface.shape[0]
     hop_open = wanted & ~certified
     ids, distance, tree = _hops(surface, candidate_ids, candidate_distance, hop_open, points,
-                                index["nn_hop_ids"], index["nn_hop_radius"],
-                                HOPS if hops is None else hops)
+                                index["nn_hop_ids"], index["nn_hop_radius"], HOPS)
     candidate_targets = points[ids]
 
     def tree_pass(group_slots, leaf_slots):
