@@ -9,6 +9,21 @@ from space.presets import AppPreset
 
 ROOT = Path(__file__).resolve().parents[2]
 
+START_APP = """
+threading.Thread(target=runpy.run_path, args=("app.py",), kwargs={"run_name": "__main__"},
+                 daemon=True).start()
+url = f"http://127.0.0.1:{port}/"
+for _ in range(600):
+    try:
+        urllib.request.urlopen(url, timeout=1).read()
+        break
+    except OSError:
+        time.sleep(0.5)
+else:
+    raise SystemExit("the app did not start on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT")
+"""
+"""A subprocess script's lines that start app.py in a thread and wait until it answers on `port`
+(the script imports runpy, threading, time and urllib.request first)."""
 TOKEN = "hf_app_test_SECRET_token_93e1d7"
 USER = "tester"
 MAX_POINTS = 50_000

@@ -17,24 +17,14 @@ import textwrap
 
 import numpy as np
 
-from _apptest import ROOT, TOKEN, USER, free_port
+from _apptest import START_APP, ROOT, TOKEN, USER, free_port
 
 SCRIPT = textwrap.dedent('''
     import json, logging, os, runpy, sys, threading, time, urllib.request
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True)
     port, cloud, repo, token = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-    threading.Thread(target=runpy.run_path, args=("app.py",), kwargs={"run_name": "__main__"},
-                     daemon=True).start()
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        raise SystemExit("the app did not start on GRADIO_SERVER_NAME:GRADIO_SERVER_PORT")
+''') + START_APP + textwrap.dedent('''
 
     import huggingface_hub.constants as hf
     telemetry = {"GRADIO_ANALYTICS_ENABLED": os.environ.get("GRADIO_ANALYTICS_ENABLED"),

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 
-from _apptest import ROOT, free_port
+from _apptest import START_APP, ROOT, free_port
 
 SCRIPT = textwrap.dedent('''
     import json, runpy, sys, threading, time, urllib.request
@@ -30,17 +30,7 @@ SCRIPT = textwrap.dedent('''
     sys.addaudithook(audit)
 
     port = int(sys.argv[1])
-    threading.Thread(target=runpy.run_path, args=("app.py",), kwargs={"run_name": "__main__"},
-                     daemon=True).start()
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(600):
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        raise SystemExit("the app did not start")
+''') + START_APP + textwrap.dedent('''
 
     from gradio_client import Client
     client = Client(url, verbose=False, analytics_enabled=False)
