@@ -93,12 +93,20 @@ def test_index_of_small_and_odd_sized_clouds(count):
     rng = np.random.default_rng(count)
     cloud = rng.uniform(-0.5, 0.5, (count, 3)).astype(np.float32)
     index = nearest.build_index(cloud)
-    leaves = index["nn_leaf_points"].reshape(-1, 3)
+    leaf_points = index["nn_leaf_points"].transpose(0, 2, 1)  # (leaves, points, 3)
     # Every cloud point is in a leaf, and leaves hold nothing else.
-    assert set(map(tuple, leaves)) == set(map(tuple, cloud))
-    lo, hi = index["nn_leaf_lo"], index["nn_leaf_hi"]
-    inside = (index["nn_leaf_points"] >= lo[:, None]) & (index["nn_leaf_points"] <= hi[:, None])
-    assert inside.all()
+    assert set(map(tuple, leaf_points.reshape(-1, 3))) == set(map(tuple, cloud))
+    boxes = lambda name: index[name].transpose(0, 2, 1).reshape(-1, 3)  # (leaves, 3)
+    lo, hi = boxes("nn_leaf_lo"), boxes("nn_leaf_hi")
+    assert ((leaf_points >= lo[:, None]) & (leaf_points <= hi[:, None])).all()
+    # Every leaf is inside its group's box, and the brute-force blocks hold the cloud too.
+    groups = len(index["nn_group_lo"][0])
+    group_lo = np.repeat(index["nn_group_lo"].T, len(lo) // groups, axis=0)
+    group_hi = np.repeat(index["nn_group_hi"].T, len(lo) // groups, axis=0)
+    assert ((lo >= group_lo) & (hi <= group_hi)).all()
+    brute = index["nn_brute_points"].transpose(0, 2, 1).reshape(-1, 3)
+    assert set(map(tuple, brute[:count])) == set(map(tuple, cloud))
+    np.testing.assert_array_equal(index["nn_cloud_xyz"].T, cloud)
 
 
 def _loss_aux(nn_search, cloud, seeds):
