@@ -25,8 +25,8 @@ for the points that need them and no point is ever left unsearched.
 What made this fast on XLA's CPU backend (benchmarks/results/issue10-nn-and-draw-cpu.md): the
 coordinates kept apart (see `_squared_distances`), and `top_k`'s outputs never sliced (see
 `_nearest_boxes`). A point that reaches stage 2 costs ~8-15 µs (it cost ~90 µs before both),
-so even the first steps of a fit, when the surface is far from the cloud and most points need
-stage 2, run near the speed of the former, inexact search.
+so the first 100 steps of a cpu-quick fit, when the surface is far from the cloud and most
+points need stage 2, cost ~20 % more than with the former, inexact search, and a whole fit ~2-4 %.
 
 A host-side alternative was measured and rejected: scipy's KD-tree asked through
 `jax.pure_callback` from the compiled step answers in ~2 µs a point, but a callback inside the
