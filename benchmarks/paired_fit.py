@@ -1,7 +1,7 @@
-"""Whole fits of DiffCD variants side by side, their chunks interleaved: what a change costs.
+"""Whole fits of method variants side by side, their chunks interleaved: what a change costs.
 
     python -m benchmarks.paired_fit [--case bunny-scan] [--preset cpu-quick]
-                                    [--variants nn_search=exact nn_search=candidates]
+                                    [--variants diffcd diffcd:nn_search=candidates]
 
 Whole fits run one after the other vary by about ±8 % on a shared virtual machine, more than
 the differences worth measuring. Here every variant advances one chunk in turn, so a slow spell
@@ -22,6 +22,7 @@ from pathlib import Path
 import jax
 
 from benchmarks.quality import load_case
+from benchmarks.speed import parse_variant
 from diffcd.compilation_cache import enable_compilation_cache
 from diffcd.fit import Fitter
 from diffcd.presets import make_config
@@ -30,20 +31,12 @@ RESULTS = Path(__file__).parent / "results"
 PHASES = ((0, 100), (100, 300), (300, None))
 
 
-def _overrides(variant: str) -> dict:
-    """`key=value,key=value` → DiffCD config overrides (values as JSON where they parse)."""
-    out = {}
-    for item in filter(None, variant.split(",")):
-        key, _, value = item.partition("=")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 def paired_fits(cloud, preset: str, variants: list[str]) -> list[dict]:
-    fitters = {v: Fitter(cloud, make_config(preset, "diffcd", method_overrides=_overrides(v))) for v in variants}
+    """Whole fits of `variants` (METHOD or METHOD:key=value,..., as in benchmarks.speed)."""
+    fitters = {}
+    for v in variants:
+        method, overrides = parse_variant(v)
+        fitters[v] = Fitter(cloud, make_config(preset, method, method_overrides=overrides))
     for fitter in fitters.values():
         fitter.compile()
     runs = {v: f.run() for v, f in fitters.items()}
@@ -77,8 +70,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", default="bunny-scan", help="an example id or a real-scan case of benchmarks.quality")
     parser.add_argument("--preset", default="cpu-quick")
-    parser.add_argument("--variants", nargs="+", default=["nn_search=exact", "nn_search=candidates"],
-                        help="DiffCD config overrides per fit, key=value[,key=value]; the last is the baseline")
+    parser.add_argument("--variants", nargs="+", default=["diffcd", "diffcd:nn_search=candidates"],
+                        help="METHOD or METHOD:key=value,... per fit (as in benchmarks.speed); the last is the baseline")
     args = parser.parse_args()
     enable_compilation_cache()
     cloud, _ = load_case(args.case)
@@ -90,7 +83,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     phase_names = [k for k in rows[0] if k.startswith("train_seconds_")]
-    lines = [f"# Paired whole fits: {args.case}, {args.preset}, DiffCD ({backend})", "",
+    lines = [f"# Paired whole fits: {args.case}, {args.preset} ({backend})", "",
              f"{report['date']}, JAX {report['jax']}. Chunks interleaved; training seconds only.", "",
              "| variant | steps | training s | vs last | " + " | ".join(
                  "steps " + k.removeprefix("train_seconds_").replace("_", "-") for k in phase_names) + " |",

@@ -42,7 +42,7 @@ APP_CLOUD = ROOT / "examples" / "torus_cloud.npy"
 """The app's default example: its first-fit latency is measured on it."""
 
 
-def _variant(name: str) -> tuple[str, dict]:
+def parse_variant(name: str) -> tuple[str, dict]:
     """"diffcd:projection_steps=0" -> ("diffcd", {"projection_steps": 0}): a method with overrides."""
     method, _, settings = name.partition(":")
     overrides = {}
@@ -61,7 +61,7 @@ def _timed_fitter(cloud, preset: str, name: str, steps: int, repeats: int, preci
     DiffCD's exact nearest-neighbour search costs most in the first few hundred steps, when it is
     far. Without, seeds are refreshed at step 0 only and chunks start from the untrained net.
     """
-    method, overrides = _variant(name)
+    method, overrides = parse_variant(name)
     base = dataclasses.replace(make_config(preset, method, method_overrides=overrides or None),
                                precision=precision)
     warm = warm if METHODS[method].uses_surface_seeds else 0
@@ -165,7 +165,7 @@ def full_fit(cloud, preset: str, method: str, steps: int | None, *, overlap: boo
              precision: str = "highest", gt_mesh=None, label: str = "") -> tuple[dict, object]:
     """Wall time of a whole fit as a user runs it: compile, seed refreshes, training, final mesh,
     and the final mesh's metrics against `gt_mesh`. Returns the row and the fitted SDF."""
-    base_method, overrides = _variant(method)
+    base_method, overrides = parse_variant(method)
     config = dataclasses.replace(make_config(preset, base_method, steps=steps, method_overrides=overrides or None),
                                  overlap_seed_refresh=overlap, precision=precision)
     fitter = Fitter(cloud, config)
@@ -417,7 +417,7 @@ def main() -> None:
     full_rows = []
     gt_mesh = load_mesh(GT_MESH)
     for method in args.full_fit:
-        overlap = args.overlap if METHODS[_variant(method)[0]].uses_surface_seeds else "on"
+        overlap = args.overlap if METHODS[parse_variant(method)[0]].uses_surface_seeds else "on"
         full_rows += refresh_ab(cloud, args.sizes[-1], method, args.full_fit_steps, overlap, args.rounds, gt_mesh)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report = {
