@@ -101,9 +101,8 @@ class MethodSpec:
     summary: str
     config_type: type
     prepare: Callable[[np.ndarray, np.ndarray, Any, int], dict[str, np.ndarray]]
-    """(points, sigma, config, seed, tree=None, neighbours=None) -> extra per-fit arrays,
-    computed once on the host. `tree` is the cloud's KD-tree and `neighbours` the cloud's
-    neighbour lists (`neighbour_lists`) when the caller has them (saves querying again)."""
+    """(points, sigma, config, seed, tree=None) -> extra per-fit arrays, computed once on the
+    host. `tree` is the cloud's KD-tree when the caller has it (saves building it again)."""
     loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
     """(f, params, data, config, weights, key, batch_size) -> (loss, aux), pure and jit-able."""
     uses_surface_seeds: bool = False
@@ -130,7 +129,7 @@ def _area_term(f, key, weights, config, count) -> jax.Array:
     return jnp.mean(losses.area(values, alpha=weights["area_alpha"]))
 
 
-def _no_extra_data(points, sigma, config, seed, tree=None, neighbours=None) -> dict[str, np.ndarray]:
+def _no_extra_data(points, sigma, config, seed, tree=None) -> dict[str, np.ndarray]:
     return {}
 
 
@@ -147,7 +146,7 @@ def igr_loss(apply, params, data, config, weights, key, batch_size):
     return total, {"point_to_surface": on_surface, "eikonal": eikonal, "area": area}
 
 
-def neural_pull_prepare(points, sigma, config, seed, tree=None, neighbours=None):
+def neural_pull_prepare(points, sigma, config, seed, tree=None):
     per_point = max(1, min(config.samples_per_point, config.max_pairs // len(points)))
     queries, targets = sampling.neural_pull_pairs(points, sigma, per_point=per_point, seed=seed, tree=tree)
     return {"pull_queries": queries, "pull_targets": targets}
@@ -170,15 +169,14 @@ def neural_pull_loss(apply, params, data, config, weights, key, batch_size):
     return total, {"pull": pull, "eikonal": eikonal}
 
 
-def diffcd_prepare(points, sigma, config, seed, tree=None, neighbours=None):
+def diffcd_prepare(points, sigma, config, seed, tree=None):
     """Placeholder seeds (the cloud itself) of the right shapes; the fit loop refreshes them.
 
-    With exact targets, also the arrays of diffcd.nearest's search (built with `tree`, the
-    cloud's KD-tree, and `neighbours`, the hop neighbourhoods, when the caller has them).
+    With exact targets, also the arrays of diffcd.nearest's search.
     """
     rng = np.random.default_rng(seed)
     seeds = points[rng.choice(len(points), config.seed_count, replace=len(points) < config.seed_count)]
-    index = nearest.build_index(points, tree=tree, hops=neighbours) if config.nn_search == "exact" else {}
+    index = nearest.build_index(points) if config.nn_search == "exact" else {}
     return {
         "seeds": seeds.astype(np.float32),
         "seed_candidates": np.zeros((config.seed_count, min(config.nn_candidates, len(points))), np.int32),
@@ -189,9 +187,9 @@ def diffcd_prepare(points, sigma, config, seed, tree=None, neighbours=None):
 
 def surface_to_cloud_targets(
     surface: jax.Array, seeds: jax.Array, candidates: jax.Array, radius: jax.Array, points: jax.Array
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Nearest cloud point of each surface point among its seed's candidates, its distance, a
-    certificate, and its index in `points`.
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Nearest cloud point of each surface point among its seed's candidates, its distance and a
+    certificate.
 
     The certificate is true where the candidate set provably holds the exact nearest neighbour
     (the best candidate is closer than any point outside the seed's candidate ball).
@@ -202,8 +200,7 @@ def surface_to_cloud_targets(
     targets = jnp.take_along_axis(cloud, best[:, None, None], axis=1)[:, 0]
     distance = jnp.min(distances, axis=1)
     certified = distance <= radius - losses.safe_norm(surface - seeds)
-    ids = jnp.take_along_axis(candidates, best[:, None], axis=1)[:, 0]
-    return targets, distance, certified, ids
+    return targets, distance, certified
 
 
 def diffcd_loss(apply, params, data, config, weights, key, batch_size):
@@ -232,15 +229,14 @@ def diffcd_loss(apply, params, data, config, weights, key, batch_size):
     # and f(θ, s), through which alone the θ-gradient flows.
     surface_values, surface_gradients = losses.values_and_gradients(_bind(exact, params), surface)
     valid = jnp.abs(jax.lax.stop_gradient(surface_values)) < weights["valid_threshold"]
-    targets, distance, certified, ids = surface_to_cloud_targets(
+    targets, distance, certified = surface_to_cloud_targets(
         surface, seeds, data["seed_candidates"][pick], data["seed_radius"][pick], data["points"]
     )
     valid_count = jnp.maximum(jnp.sum(valid), 1)
     if config.nn_search == "exact":
         index = {name: value for name, value in data.items() if name.startswith("nn_")}
-        targets, searched = nearest.exact_targets(surface, ids, distance, certified, valid, index,
-                                                  data["points"])
-        exact = certified | searched["hop"] | searched["tree"] | searched["brute"]
+        targets, searched = nearest.exact_targets(surface, targets, distance, certified, valid, index)
+        exact = certified | searched["tree"] | searched["brute"]
         tree, brute = searched["tree"], searched["brute"]
     else:
         exact, tree, brute = certified, jnp.zeros_like(certified), jnp.zeros_like(certified)
@@ -331,28 +327,18 @@ def traced_weights(config: Any) -> dict[str, float]:
     }
 
 
-def neighbour_lists(config: Any) -> int:
-    """How many nearest cloud points per cloud point a method's `prepare` uses (0: none)."""
-    return nearest.HOP_NEIGHBOURS if getattr(config, "nn_search", None) == "exact" else 0
-
-
 def host_setup(spec: MethodSpec, points: np.ndarray, config: Any, seed: int, sigma_neighbors: int,
                report: Callable[[str], None] = lambda stage: None) -> tuple[Any, np.ndarray, dict[str, np.ndarray]]:
-    """A fit's host-side set-up, once per cloud: the KD-tree, the local sigma (and, for methods
-    that use them, the neighbour lists, from the same query) and the method's `prepare` data.
+    """A fit's host-side set-up, once per cloud: the KD-tree, the local sigma and the method's
+    `prepare` data.
 
     Returns (tree, sigma, extra). `report` is called before each stage (slow on 1M points).
     """
-    list_length = neighbour_lists(config)
-    report(f"KD-tree, local sigma{' and neighbour lists' if list_length else ''} of {len(points):,} points")
+    report(f"KD-tree and local sigma of {len(points):,} points")
     tree = sampling.cloud_tree(points)
-    sigma, hop_ids, hop_radius = sampling.sigma_and_neighbours(
-        points, k=sigma_neighbors, tree=tree, neighbours=list_length
-    )
+    sigma = sampling.local_sigma(points, k=sigma_neighbors, tree=tree)
     report(f"{spec.title} set-up")
-    extra = spec.prepare(points, sigma, config, seed, tree=tree,
-                         neighbours=(hop_ids, hop_radius) if list_length else None)
-    return tree, sigma, extra
+    return tree, sigma, spec.prepare(points, sigma, config, seed, tree=tree)
 
 
 def compile_key(config: Any) -> Any:

@@ -1,32 +1,36 @@
 """Exact nearest cloud points inside the compiled step (DiffCD's surface-to-point targets).
 
-Four stages, each exact where it answers and each cheaper than the next:
+Three stages, each exact where it answers and each cheaper than the next:
 
 1. Seed candidates (host KD-tree, at every seed refresh): the K cloud points nearest to the
    surface point's seed, with a certificate (the best candidate is closer than anything outside
    the seed's candidate ball). The best candidate always gives an upper bound on the nearest
    distance.
-1b. Neighbour hops: from its best cloud point c so far (at distance d), an open point compares
-   the cloud points of c's neighbourhood (its `HOP_NEIGHBOURS` nearest, radius r_c, computed once
-   per fit) and moves to the best, d'. The nearest cloud point is within d' of the surface
-   point, so within d + d' of c: when d + d' < r_c it is in that neighbourhood, and the answer
-   is exact. A few hops (`HOPS`) walk a point near the cloud to its nearest neighbour and prove
-   it with dense gathers only (no sort).
-2. A two-level box hierarchy built once per fit: the cloud in k-d order, cut into leaves of
-   ~`leaf_size` points, 64 consecutive leaves to a group. A point not certified by stage 1 visits
-   its nearest groups, among their leaves its nearest ones, and compares every point of those
-   leaves. The answer is exact when the best distance found is no larger than the distance to
-   the nearest box left out; otherwise a wider pass follows, and after the widest stage 3.
+2. A box hierarchy built once per fit: the cloud in k-d order, cut into leaves of ~`leaf_size`
+   points; `FANOUT` consecutive leaves make a node of the level above, and so on up to a top
+   level of at most `TOP_NODES` nodes. A point the seeds did not certify visits the nearest top
+   nodes, among their children the nearest, down to the leaves, and compares every point of the
+   leaves it reaches. The answer is exact when the best distance found is no larger than the
+   distance to every node left out at every level; otherwise a wider pass follows, and after the
+   widest stage 3. Leaves and their parents are bounded by their box and by their *disc* (a
+   thin cylinder along the patch's surface, see `_discs`): a box around a surface patch that
+   is tilted against the axes is as thick as it is wide, the disc is not.
 3. Brute force against the whole cloud, in chunks.
 
-Stages 1b, 2 and 3 run over buffers of the still-open points in a `while_loop`, so a step pays
-for the points that need them and no point is ever left unsearched.
+Stages 2 and 3 run over buffers of the still-open points in a `while_loop`, so a step pays for
+the points that need them and no point is ever left unsearched.
 
-What made this fast on XLA's CPU backend (benchmarks/results/issue10-nn-and-draw-cpu.md): the
-coordinates kept apart (see `_squared_distances`), and `top_k`'s outputs never sliced (see
-`_nearest_boxes`). A point that reaches stage 2 costs ~8-15 µs (it cost ~90 µs before both),
-so the first 100 steps of a cpu-quick fit, when the surface is far from the cloud and most
-points need stage 2, cost ~20 % more than with the former, inexact search, and a whole fit ~2-4 %.
+Why this shape (benchmarks/results/issue10-nn-and-draw-cpu.md): the cost of a search must not
+grow with the cloud. A point 0.01 from a 1M-point scan has ~20x more cloud points in its
+neighbourhood than from a 50k one; selections at a fixed count per level (four levels of 8 of
+64 at 1M points, three at 50k) and discs that keep the number of leaves a point's
+nearest-neighbour ball meets at 3-9 whatever the density leave ~8 µs a point at 1M points.
+A former stage of hops through each cloud point's 32 nearest neighbours proved only 5 % of the
+points at 1M (the lists cover a radius that shrinks with density) and its random gathers into
+the cloud cost more than the hierarchy's search of the same points.
+
+What made it fast on XLA's CPU backend: coordinates kept apart (see `_squared_distances`), and
+`top_k`'s outputs never sliced (see `_nearest_boxes`).
 
 A host-side alternative was measured and rejected: scipy's KD-tree asked through
 `jax.pure_callback` from the compiled step answers in ~2 µs a point, but a callback inside the
@@ -40,23 +44,19 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.spatial import cKDTree
 
-LEAVES_PER_GROUP = 64
-TREE_STAGES = ((4, 16, 64), (8, 48, 32), (16, 128, 16), (64, 512, 8))
-"""Stage-2 passes as (groups, leaves, points per pass): a cheap pass for every open point, wider
-ones for the points (far from the cloud) whose nearest-neighbour ball meets more boxes. The
-widest keeps points from brute force, whose cost grows with the cloud. Chosen on 1,250 surface
-points 0.02-0.2 from a 50k-point scan: 7-13 ms a batch, against 9-20 ms without the (8, 48) pass."""
-HOP_NEIGHBOURS = 32
-"""Cloud neighbours per point for stage 1b (plus the point itself)."""
-HOPS = 4
-"""Stage-1b hops per step."""
-HOP_BUFFER = 512
-"""Points per stage-1b pass (a `while_loop` over the open points, like stages 2 and 3): late in
-a fit, when the seeds certify nearly every point, a step pays for one pass over a few points
-instead of hops over the whole batch (0.4-1 against 2 ms at 1,250 points), and early on, with
-most points open, it costs what hops over the whole batch cost."""
+FANOUT = 8
+"""Children per node of the box hierarchy."""
+TOP_NODES = 64
+"""The most nodes at the top level, which every point scans whole."""
+DISC_LEVELS = 2
+"""Levels, from the leaves up, bounded by discs as well as boxes. Higher nodes hold patches too
+curved for a thin disc (measured: a third disc level gave no fewer visits)."""
+TREE_STAGES = ((8, 8, 8, 64), (8, 16, 16, 32), (16, 32, 48, 16), (32, 64, 128, 8))
+"""Stage-2 passes as (top nodes, nodes per lower level, leaves, points per pass): a cheap pass
+for every open point, wider ones for the points whose nearest-neighbour ball meets more nodes.
+The widest keeps points from brute force, whose cost grows with the cloud. On the open points
+of a cpu-quick fit on a 1M-point scan (step 96), the first pass proves 92 %."""
 BRUTE_BUFFER = 64
 """Points per stage-3 pass."""
 BRUTE_CHUNK = 32_768
@@ -64,62 +64,81 @@ BRUTE_CHUNK = 32_768
 
 _FAR = np.float32(1e6)
 """Coordinate of padding points: never anyone's nearest neighbour inside the fitting box."""
+_DISC_FIELDS = 8
+"""centre (3), unit normal (3), half thickness, radius."""
 
 
-def hop_neighbourhoods(points: np.ndarray, tree: cKDTree | None = None,
-                       neighbours: int = HOP_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
-    """Each cloud point's nearest cloud points (itself first), (N, k+1) int32, and the distance
-    to the farthest of them, (N,) float32: every cloud point nearer than that is in the list."""
-    from diffcd.sampling import sigma_and_neighbours
+def _kd_order(points: np.ndarray, leaf_size: int) -> tuple[np.ndarray, int]:
+    """Point indices in k-d order and the number of leaves (a power of two).
 
-    _, ids, radius = sigma_and_neighbours(np.asarray(points, np.float32), k=0, tree=tree,
-                                          neighbours=neighbours)
-    return ids, radius
-
-
-def build_index(points: np.ndarray, leaf_size: int = 32, tree: cKDTree | None = None,
-                hops: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """The host-side arrays of stages 1b, 2 and 3 for a cloud (N, 3); built once per fit.
-
-    `hops`: the hop neighbourhoods when the caller already has them (see
-    sampling.sigma_and_neighbours); otherwise they are queried from `tree`.
-
-    k-d order: split every cell at the median of its widest axis until cells hold at most
-    `leaf_size` points. The cloud is first padded to a power-of-two number of equal leaves by
-    repeating points (a duplicate never changes a nearest distance).
+    Splits every cell at the median of its widest axis until cells hold at most `leaf_size`
+    points. The cloud is first padded to equal leaves by repeating points (a duplicate never
+    changes a nearest distance).
     """
-    points = np.asarray(points, np.float32)
     n = len(points)
     levels = max(0, math.ceil(math.log2(max(n / leaf_size, 1))))
     leaves = 2**levels
-    per_leaf = -(-n // leaves)
-    pad = leaves * per_leaf - n
+    pad = leaves * -(-n // leaves) - n
     order = np.concatenate([np.arange(n), np.linspace(0, n - 1, pad).astype(np.int64)]) if pad else np.arange(n)
     for level in range(levels):
         cells = order.reshape(2**level, -1)
         coords = points[cells]  # (cells, size, 3)
         axis = np.argmax(coords.max(axis=1) - coords.min(axis=1), axis=1)
         keys = np.take_along_axis(coords, axis[:, None, None], axis=2)[..., 0]
-        half = cells.shape[1] // 2
-        split = np.argpartition(keys, half, axis=1)
+        split = np.argpartition(keys, cells.shape[1] // 2, axis=1)
         order = np.take_along_axis(cells, split, axis=1).ravel()
-    leaf_points = points[order].reshape(leaves, per_leaf, 3)
-    leaf_lo, leaf_hi = leaf_points.min(axis=1), leaf_points.max(axis=1)
-    per_group = min(LEAVES_PER_GROUP, leaves)
-    groups = leaves // per_group
-    group_lo = leaf_lo.reshape(groups, per_group, 3).min(axis=1)
-    group_hi = leaf_hi.reshape(groups, per_group, 3).max(axis=1)
+    return order, leaves
+
+
+def _discs(points: np.ndarray) -> np.ndarray:
+    """The bounding cylinder of each point set (M, S, 3), as (M, 8): centre, unit normal (the
+    set's least-spread direction), half thickness along it and radius across it, both grown a
+    little so that float32 rounding never puts one of the points outside."""
+    points = points.astype(np.float64)
+    centre = points.mean(axis=1)
+    offset = points - centre[:, None]
+    _, axes = np.linalg.eigh(np.einsum("msi,msj->mij", offset, offset))
+    normal = axes[:, :, 0]
+    along = np.einsum("msi,mi->ms", offset, normal)
+    across = np.sqrt(np.maximum(np.einsum("msi,msi->ms", offset, offset) - along**2, 0.0))
+    grow = lambda length: length.max(axis=1) * (1 + 1e-4) + 1e-6
+    return np.concatenate([centre, normal, grow(np.abs(along))[:, None], grow(across)[:, None]],
+                          axis=1).astype(np.float32)
+
+
+def build_index(points: np.ndarray, leaf_size: int = 32) -> dict[str, np.ndarray]:
+    """The host-side arrays of stages 2 and 3 for a cloud (N, 3); built once per fit.
+
+    `nn_box{level}_lo/hi` and `nn_disc{level}` bound the nodes of each level (0: the leaves):
+    below the top level as (parents, fields, FANOUT), a parent's children side by side; at the
+    top as (fields, nodes). The leaves' points are `nn_leaf_points` (leaves, 3, points per leaf).
+    """
+    points = np.asarray(points, np.float32)
+    n = len(points)
+    order, leaves = _kd_order(points, leaf_size)
+    leaf_points = points[order].reshape(leaves, -1, 3)
+    lo, hi = leaf_points.min(axis=1), leaf_points.max(axis=1)
+    boxes = [(lo, hi)]
+    while len(lo) > TOP_NODES:
+        lo, hi = lo.reshape(-1, FANOUT, 3).min(axis=1), hi.reshape(-1, FANOUT, 3).max(axis=1)
+        boxes.append((lo, hi))
+    top = len(boxes) - 1
+    by_parent = lambda fields: np.ascontiguousarray(fields.reshape(-1, FANOUT, fields.shape[-1]).transpose(0, 2, 1))
+    index = {}
+    for level, (lo, hi) in enumerate(boxes):
+        if level == top:
+            index[f"nn_box{level}_lo"], index[f"nn_box{level}_hi"] = np.ascontiguousarray(lo.T), np.ascontiguousarray(hi.T)
+        else:
+            index[f"nn_box{level}_lo"], index[f"nn_box{level}_hi"] = by_parent(lo), by_parent(hi)
+    for level in range(min(DISC_LEVELS, top)):
+        per_node = leaf_points.shape[1] * FANOUT**level
+        index[f"nn_disc{level}"] = by_parent(_discs(leaf_points.reshape(-1, per_node, 3)))
     chunk = min(BRUTE_CHUNK, 1 << max(0, (n - 1).bit_length()))
     brute = np.full((-(-n // chunk), chunk, 3), _FAR, np.float32)
     brute.reshape(-1, 3)[:n] = points
-    hop_ids, hop_radius = hops if hops is not None else hop_neighbourhoods(points, tree)
-    by_group = lambda boxes: np.ascontiguousarray(boxes.reshape(groups, per_group, 3).transpose(0, 2, 1))
     return {
-        "nn_hop_ids": hop_ids, "nn_hop_radius": hop_radius,
-        "nn_cloud_xyz": np.ascontiguousarray(points.T),
+        **index,
         "nn_leaf_points": np.ascontiguousarray(leaf_points.transpose(0, 2, 1)),
-        "nn_leaf_lo": by_group(leaf_lo), "nn_leaf_hi": by_group(leaf_hi),
-        "nn_group_lo": np.ascontiguousarray(group_lo.T), "nn_group_hi": np.ascontiguousarray(group_hi.T),
         "nn_brute_points": np.ascontiguousarray(brute.transpose(0, 2, 1)),
     }
 
@@ -133,13 +152,16 @@ def _take(array: jax.Array, axis: int, i: int) -> jax.Array:
     return jax.lax.index_in_dim(array, i, axis, keepdims=False)
 
 
+def _query_axis(query: jax.Array, a: int, ndim: int) -> jax.Array:
+    return query[:, a].reshape((-1,) + (1,) * (ndim - 2))
+
+
 def _squared_distances(query: jax.Array, cloud: jax.Array, axis: int) -> jax.Array:
     """|query - cloud|² with the coordinates of `cloud` on `axis` (query: (B, 3); cloud: B first
     and any axes after `axis`, which the query broadcasts over)."""
     total = 0.0
     for a in range(3):
-        x = query[:, a].reshape((-1,) + (1,) * (cloud.ndim - 2))
-        total = total + (x - _take(cloud, axis, a)) ** 2
+        total = total + (_query_axis(query, a, cloud.ndim) - _take(cloud, axis, a)) ** 2
     return total
 
 
@@ -148,15 +170,30 @@ def _box_gap2(query: jax.Array, lo: jax.Array, hi: jax.Array, axis: int) -> jax.
     on `axis` of lo/hi; leading axis of lo/hi: len(query), or 1 for boxes shared by all."""
     total = 0.0
     for a in range(3):
-        x = query[:, a].reshape((-1,) + (1,) * (lo.ndim - 2))
+        x = _query_axis(query, a, lo.ndim)
         gap = jnp.maximum(jnp.maximum(_take(lo, axis, a) - x, x - _take(hi, axis, a)), 0.0)
         total = total + gap * gap
     return total
 
 
+def _disc_gap2(query: jax.Array, disc: jax.Array, axis: int) -> jax.Array:
+    """Squared distance from each query to cylinders (see `_discs`), fields on `axis`."""
+    field = lambda i: _take(disc, axis, i)
+    offset = [_query_axis(query, a, disc.ndim) - field(a) for a in range(3)]
+    along = offset[0] * field(3) + offset[1] * field(4) + offset[2] * field(5)
+    length2 = offset[0] ** 2 + offset[1] ** 2 + offset[2] ** 2
+    above = jnp.maximum(jnp.abs(along) - field(6), 0.0)
+    # length² - along² cancels when the query is near the axis: float32 leaves an error of up to
+    # ~1e-6 length², whose square root could exceed the search's slack. Taking it off keeps the
+    # gap a lower bound (and costs nothing off the axis).
+    across2 = jnp.maximum(length2 * (1 - 1e-5) - along * along, 0.0)
+    beside = jnp.maximum(jnp.sqrt(across2) - field(7), 0.0)
+    return above * above + beside * beside
+
+
 def _nearest_boxes(gap2: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
-    """Per row of squared box distances (B, boxes), the `count` nearest boxes and a bound on
-    every box left out: the squared distance to the farthest of those chosen (inf when none is
+    """Per row of squared node distances (B, nodes), the `count` nearest nodes and a bound on
+    every node left out: the squared distance to the farthest of those chosen (inf when none is
     left out).
 
     `top_k`'s outputs are used whole: on XLA's CPU backend, slicing them (a column of values,
@@ -170,33 +207,39 @@ def _nearest_boxes(gap2: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
     return ids, -jnp.min(negative, axis=1)
 
 
-def _tree_search(query, bound, index, group_slots, leaf_slots):
+def _levels(index: dict[str, jax.Array]) -> int:
+    return sum(1 for name in index if name.startswith("nn_box") and name.endswith("_lo"))
+
+
+def _tree_search(query, bound, index, top_slots, node_slots, leaf_slots):
     """Stage 2 for a buffer of points: (best point, best distance, exact?).
 
-    Visits the nearest `group_slots` groups and among their leaves the nearest `leaf_slots`;
-    exact when the best distance found (or the bound) is below the distance to every box left
-    out. Groups are gathered as whole blocks of leaves (contiguous rows), not leaf by leaf.
+    Visits the nearest `top_slots` top nodes, at each level below the nearest `node_slots`
+    children of the nodes chosen (`leaf_slots` at the leaves), and compares every point of the
+    leaves chosen. Exact when the best distance found (or the bound) is below the distance to
+    every node left out, at every level.
     """
-    group_count, _, per_group = index["nn_leaf_lo"].shape
-    group_slots = min(group_slots, group_count)
-    group_gap2 = _box_gap2(query, index["nn_group_lo"][None], index["nn_group_hi"][None], axis=1)
-    groups, next_group2 = _nearest_boxes(group_gap2, group_slots)
-    leaf_gap2 = _box_gap2(query, index["nn_leaf_lo"][groups], index["nn_leaf_hi"][groups], axis=2)
-    leaf_slots = min(leaf_slots, group_slots * per_group)
-    nearest_leaves, next_leaf2 = _nearest_boxes(leaf_gap2.reshape(len(query), -1), leaf_slots)
-    rows = jnp.arange(len(query))[:, None]
-    chosen = groups[rows, nearest_leaves // per_group] * per_group + nearest_leaves % per_group
-    cloud = index["nn_leaf_points"][chosen]  # (B, leaves, 3, points per leaf)
-    coords = [_take(cloud, 2, a).reshape(len(query), -1) for a in range(3)]
+    b = len(query)
+    top = _levels(index) - 1
+    gap2 = _box_gap2(query, index[f"nn_box{top}_lo"][None], index[f"nn_box{top}_hi"][None], axis=1)
+    nodes, left_out2 = _nearest_boxes(gap2, leaf_slots if top == 0 else top_slots)
+    for level in range(top - 1, -1, -1):
+        gap2 = _box_gap2(query, index[f"nn_box{level}_lo"][nodes], index[f"nn_box{level}_hi"][nodes], axis=2)
+        if f"nn_disc{level}" in index:
+            gap2 = jnp.maximum(gap2, _disc_gap2(query, index[f"nn_disc{level}"][nodes], axis=2))
+        chosen, level_left_out2 = _nearest_boxes(gap2.reshape(b, -1), leaf_slots if level == 0 else node_slots)
+        nodes = jnp.take_along_axis(nodes, chosen // FANOUT, axis=1) * FANOUT + chosen % FANOUT
+        left_out2 = jnp.minimum(left_out2, level_left_out2)
+    cloud = index["nn_leaf_points"][nodes]  # (B, leaves, 3, points per leaf)
+    coords = [_take(cloud, 2, a).reshape(b, -1) for a in range(3)]
     d2 = _squared_distances(query, jnp.stack(coords, axis=1), axis=1)
     best = jnp.argmin(d2, axis=1)
     best_distance = jnp.sqrt(jnp.min(d2, axis=1))
     point = jnp.stack([jnp.take_along_axis(c, best[:, None], axis=1)[:, 0] for c in coords], axis=1)
-    # Box distances are computed in float32 like the point distances; the slack keeps a box
+    # Node distances are computed in float32 like the point distances; the slack keeps a node
     # whose distance rounds up from being treated as farther than a point it contains.
     settled = jnp.minimum(best_distance, bound) * (1 + 1e-5) + 1e-6
-    exact = (settled * settled <= next_group2) & (settled * settled <= next_leaf2)
-    return point, best_distance, exact
+    return point, best_distance, settled * settled <= left_out2
 
 
 def _brute_force(query, index):
@@ -233,61 +276,31 @@ def _over_buffers(pending, buffer, work, state):
     return jax.lax.while_loop(lambda c: c[0] * buffer < count, body, (0, state))[1]
 
 
-def _hops(surface, ids, distance, open_, cloud_xyz, hop_ids, hop_radius, hops):
-    """Stage 1b: (nearest ids, their distances, still open?) after `hops` neighbourhood hops."""
-    rows = jnp.arange(len(ids))
-    for _ in range(hops):
-        around = hop_ids[ids]  # (M, k+1)
-        d2 = sum((surface[:, a, None] - cloud_xyz[a][around]) ** 2 for a in range(3))
-        best = jnp.argmin(d2, axis=1)
-        found = jnp.sqrt(jnp.min(d2, axis=1))
-        found = jnp.minimum(found, distance)  # c itself is in its list; rounding aside
-        proven = (distance + found) * (1 + 1e-5) + 1e-6 < hop_radius[ids]
-        better = found < distance
-        ids = jnp.where(open_ & better, around[rows, best], ids)
-        distance = jnp.where(open_, found, distance)
-        open_ = open_ & ~proven
-    return ids, distance, open_
-
-
 def exact_targets(
     surface: jax.Array,
-    candidate_ids: jax.Array,
+    candidate_targets: jax.Array,
     candidate_distance: jax.Array,
     certified: jax.Array,
     wanted: jax.Array,
     index: dict[str, jax.Array],
-    points: jax.Array,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The exact nearest cloud point of every `wanted` surface point.
 
-    `candidate_*` (cloud indices into `points`, distances) and `certified` are stage 1's
-    answer; returns the targets and per-point flags of which later stage answered (`hop`,
-    `tree`, `brute`), for the fit's statistics.
+    `candidate_*` (points, distances) and `certified` are stage 1's answer; returns the targets
+    and per-point flags of which later stage answered (`tree`, `brute`), for the fit's
+    statistics.
     """
-    surface, candidate_distance = jax.lax.stop_gradient((surface, candidate_distance))
+    surface, candidate_targets, candidate_distance = jax.lax.stop_gradient(
+        (surface, candidate_targets, candidate_distance))
     n = surface.shape[0]
-    hop_open = wanted & ~certified
+    tree = wanted & ~certified
 
-    def hop_pass(slots, state):
-        ids, distance, open_ = state
-        take = jnp.maximum(slots, 0)
-        found, found_distance, still_open = _hops(
-            surface[take], ids[take], distance[take], open_[take] & (slots >= 0),
-            index["nn_cloud_xyz"], index["nn_hop_ids"], index["nn_hop_radius"], HOPS)
-        rows = jnp.where(slots >= 0, slots, n)
-        return (ids.at[rows].set(found, mode="drop"), distance.at[rows].set(found_distance, mode="drop"),
-                open_.at[rows].set(still_open, mode="drop"))
-
-    ids, distance, tree = _over_buffers(hop_open, HOP_BUFFER, hop_pass,
-                                        (candidate_ids, candidate_distance, hop_open))
-    candidate_targets = points[ids]
-
-    def tree_pass(group_slots, leaf_slots):
+    def tree_pass(top_slots, node_slots, leaf_slots):
         def work(slots, state):
             targets, distance, open_ = state
             take = jnp.maximum(slots, 0)
-            point, found, exact = _tree_search(surface[take], distance[take], index, group_slots, leaf_slots)
+            point, found, exact = _tree_search(surface[take], distance[take], index,
+                                               top_slots, node_slots, leaf_slots)
             better = found < distance[take]
             rows = jnp.where(slots >= 0, slots, n)
             targets = targets.at[rows].set(jnp.where(better[:, None], point, targets[take]), mode="drop")
@@ -296,9 +309,9 @@ def exact_targets(
 
         return work
 
-    state = (candidate_targets, distance, tree)
-    for group_slots, leaf_slots, buffer in TREE_STAGES:
-        state = _over_buffers(state[2], buffer, tree_pass(group_slots, leaf_slots), state)
+    state = (candidate_targets, candidate_distance, tree)
+    for top_slots, node_slots, leaf_slots, buffer in TREE_STAGES:
+        state = _over_buffers(state[2], buffer, tree_pass(top_slots, node_slots, leaf_slots), state)
     targets, _, brute = state
 
     def brute_pass(slots, targets):
@@ -306,4 +319,4 @@ def exact_targets(
         return targets.at[jnp.where(slots >= 0, slots, n)].set(found, mode="drop")
 
     targets = _over_buffers(brute, BRUTE_BUFFER, brute_pass, targets)
-    return targets, {"hop": hop_open & ~tree, "tree": tree & ~brute, "brute": brute}
+    return targets, {"tree": tree & ~brute, "brute": brute}

@@ -28,43 +28,21 @@ def local_sigma(
     """factor x distance from each point to its k-th nearest other point.
 
     Asks the tree for that one neighbour only (`k=[k + 1]`): the full k-neighbour table of a
-    1M-point cloud would be 800 MB of distances and indices.
-    """
-    return sigma_and_neighbours(points, k=k, factor=factor, tree=tree)[0]
-
-
-def sigma_and_neighbours(
-    points: np.ndarray, *, k: int = 50, factor: float = 0.2, tree: cKDTree | None = None,
-    neighbours: int = 0,
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """local_sigma, and with `neighbours` also each point's nearest cloud points (itself first,
-    (N, neighbours + 1) int32) and the distance to the farthest of them, from one tree query.
-
-    One query serves both: finding the k-th neighbour for sigma finds the nearer ones too, so the
-    lists (diffcd.nearest's hop neighbourhoods) cost no second pass over a large cloud. Queried
-    in blocks, which bounds the float64/int64 tables scipy returns.
+    1M-point cloud would be 800 MB of distances and indices. Queried in blocks, which bounds the
+    float64/int64 tables scipy returns.
     """
     n = len(points)
-    tree = cloud_tree(points) if tree is None else tree
-    sigma_k = min(k, n - 1)
-    lists = min(neighbours + 1, n) if neighbours else 0
-    columns = list(range(1, lists + 1)) + ([sigma_k + 1] if sigma_k >= 1 and sigma_k + 1 > lists else [])
     sigma = np.zeros(n, np.float32)
-    ids = np.empty((n, lists), np.int32) if lists else None
-    radius = np.empty(n, np.float32) if lists else None
-    if not columns:
-        return sigma, ids, radius
+    column = min(k, n - 1) + 1
+    if column < 2:
+        return sigma
+    tree = cloud_tree(points) if tree is None else tree
     block = 1 << 16
     for start in range(0, n, block):
         stop = min(start + block, n)
-        distance, found = tree.query(points[start:stop], k=columns, workers=-1)
-        if sigma_k >= 1:
-            sigma[start:stop] = factor * distance[:, columns.index(sigma_k + 1)]
-        if lists:
-            ids[start:stop] = found[:, :lists]
-            # float32 rounding must not put a point outside the list inside the radius.
-            radius[start:stop] = np.nextafter(distance[:, lists - 1].astype(np.float32), np.float32(0))
-    return sigma, ids, radius
+        distance, _ = tree.query(points[start:stop], k=[column], workers=-1)
+        sigma[start:stop] = factor * distance[:, 0]
+    return sigma
 
 
 def nearest_candidates(

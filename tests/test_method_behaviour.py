@@ -216,7 +216,7 @@ def test_certified_nearest_neighbours_are_exact_and_most_close_points_are_certif
     moves = rng.standard_normal((3000, 3)) * np.repeat([0.005, 0.05, 0.3], 1000)[:, None]
     surface = (seeds + moves).astype(np.float32)
     candidates, radius = sampling.nearest_candidates(cKDTree(cloud), seeds, 8)
-    targets, _, certified, _ = surface_to_cloud_targets(
+    targets, _, certified = surface_to_cloud_targets(
         jnp.asarray(surface), jnp.asarray(seeds), jnp.asarray(candidates), jnp.asarray(radius), jnp.asarray(cloud)
     )
     targets, certified = np.asarray(targets), np.asarray(certified)

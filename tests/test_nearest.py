@@ -21,12 +21,12 @@ def _dense_cloud_and_far_seeds(count=2000):
     return cloud, seeds, surface
 
 
-def _targets(cloud, seeds, surface, wanted):
+def _targets(cloud, seeds, surface, wanted, leaf_size=32):
     candidates, radius = sampling.nearest_candidates(cKDTree(cloud), seeds, 32)
-    _, distance, certified, ids = methods.surface_to_cloud_targets(surface, seeds, candidates, radius, cloud)
-    index = nearest.build_index(cloud)
+    found, distance, certified = methods.surface_to_cloud_targets(surface, seeds, candidates, radius, cloud)
+    index = nearest.build_index(cloud, leaf_size=leaf_size)
     search = jax.jit(nearest.exact_targets)
-    targets, searched = search(surface, ids, distance, certified, wanted, index, cloud)
+    targets, searched = search(surface, found, distance, certified, wanted, index)
     return np.asarray(targets), np.asarray(certified), jax.device_get(searched)
 
 
@@ -37,9 +37,12 @@ def _assert_nearest(cloud, surface, targets):
     np.testing.assert_allclose(found, distance, rtol=1e-5, atol=1e-7)
 
 
-def test_every_target_is_the_exact_nearest_cloud_point():
+@pytest.mark.parametrize("leaf_size", [32, 4])
+def test_every_target_is_the_exact_nearest_cloud_point(leaf_size):
+    """Three levels of boxes with the default leaves, five with leaves of 4 points (as deep as a
+    cloud of ~1M points gets with the default)."""
     cloud, seeds, surface = _dense_cloud_and_far_seeds()
-    targets, certified, searched = _targets(cloud, seeds, surface, jnp.ones(len(seeds), bool))
+    targets, certified, searched = _targets(cloud, seeds, surface, jnp.ones(len(seeds), bool), leaf_size)
     assert certified.mean() < 0.2  # the old targets would have been unproven almost everywhere
     _assert_nearest(cloud, surface, targets)
     assert searched["tree"].mean() > 0.5  # the box hierarchy answers most of them
@@ -47,7 +50,7 @@ def test_every_target_is_the_exact_nearest_cloud_point():
 
 def test_the_brute_force_stage_is_exact_too(monkeypatch):
     """With stage 2 cut to one leaf per point, nearly every point falls through to stage 3."""
-    monkeypatch.setattr(nearest, "TREE_STAGES", ((1, 1, 64),))
+    monkeypatch.setattr(nearest, "TREE_STAGES", ((1, 1, 1, 64),))
     cloud, seeds, surface = _dense_cloud_and_far_seeds(600)
     targets, _, searched = _targets(cloud, seeds, surface, jnp.ones(len(seeds), bool))
     assert searched["brute"].mean() > 0.5
@@ -59,36 +62,57 @@ def test_points_not_wanted_keep_their_candidate_target():
     wanted = np.arange(300) % 2 == 0
     targets, _, searched = _targets(cloud, seeds, surface, jnp.asarray(wanted))
     _assert_nearest(cloud, surface[wanted], targets[wanted])
-    assert not any(searched[stage][~wanted].any() for stage in ("hop", "tree", "brute"))
+    assert not any(searched[stage][~wanted].any() for stage in ("tree", "brute"))
 
 
-def test_neighbour_hops_answer_points_near_the_cloud_exactly():
+def test_points_near_a_dense_cloud_are_proved_by_the_first_pass():
     """Surface points 0.005 off a dense cloud whose seeds drifted 0.05 away (so the seed
-    certificate fails): hops through cloud neighbourhoods prove most of them (walking from a
-    first candidate up to 0.1 away), and every target is the nearest cloud point."""
+    certificate fails): the first, cheapest pass of the hierarchy proves nearly all of them,
+    none falls through to brute force, and every target is the nearest cloud point."""
     cloud, _, _ = _dense_cloud_and_far_seeds()
     rng = np.random.default_rng(2)
     surface = (cloud[rng.choice(len(cloud), 2000)] + rng.normal(0, 0.005, (2000, 3))).astype(np.float32)
     seeds = (surface + rng.normal(0, 0.05, surface.shape)).astype(np.float32)
-    targets, certified, searched = _targets(cloud, seeds, surface, jnp.ones(len(seeds), bool))
-    assert certified.mean() < 0.5
+    candidates, radius = sampling.nearest_candidates(cKDTree(cloud), seeds, 32)
+    _, distance, certified = methods.surface_to_cloud_targets(surface, seeds, candidates, radius, cloud)
+    index = {name: jnp.asarray(value) for name, value in nearest.build_index(cloud).items()}
+    first = jax.jit(lambda q, d: nearest._tree_search(q, d, index, *nearest.TREE_STAGES[0][:3]))
+    open_ = ~np.asarray(certified)
+    assert open_.mean() > 0.5
+    _, _, exact = first(surface[open_], distance[open_])
+    assert np.asarray(exact).mean() > 0.95
+    targets, _, searched = _targets(cloud, seeds, surface, jnp.ones(len(seeds), bool))
     _assert_nearest(cloud, surface, targets)
-    assert searched["hop"].mean() > 0.7 and searched["brute"].mean() < 0.01
+    assert not searched["brute"].any()
 
 
-def test_hop_neighbourhoods_hold_every_point_inside_their_radius():
-    rng = np.random.default_rng(3)
-    cloud = rng.uniform(-0.5, 0.5, (3000, 3)).astype(np.float32)
-    ids, radius = nearest.hop_neighbourhoods(cloud, neighbours=8)
-    assert ids.shape == (3000, 9) and (ids[:, 0] == np.arange(3000)).all()
-    distance = np.linalg.norm(cloud[:, None] - cloud[None], axis=-1)
-    inside = distance < radius[:, None]
-    listed = np.zeros_like(inside)
-    np.put_along_axis(listed, ids.astype(np.int64), True, axis=1)
-    assert not (inside & ~listed).any()
+def test_discs_are_never_farther_than_their_points():
+    """A disc's distance bounds the distance to each of its points from below, also for queries
+    on its axis far away, where float32 cancellation would otherwise overstate it; and it is
+    much tighter than the box of a tilted patch."""
+    rng = np.random.default_rng(4)
+    patches = rng.uniform(-0.05, 0.05, (64, 31, 3)) * np.array([1, 1, 0.002])  # flat patches
+    tilt = np.linalg.qr(rng.standard_normal((64, 3, 3)))[0]
+    patches = (np.einsum("mij,msj->msi", tilt, patches) + rng.uniform(-0.7, 0.7, (64, 1, 3))).astype(np.float32)
+    discs = nearest._discs(patches)
+    centre, normal = discs[:, :3], discs[:, 3:6]
+    on_axis = centre[:, None] + normal[:, None] * rng.uniform(-1, 1, (64, 40, 1))
+    around = centre[:, None] + rng.normal(0, 0.05, (64, 40, 3))
+    queries = np.concatenate([on_axis, around, patches], axis=1).astype(np.float32)  # (64, 111, 3)
+    flat = queries.reshape(-1, 3)
+    gap2 = np.asarray(nearest._disc_gap2(jnp.asarray(flat), jnp.asarray(np.repeat(discs, 111, axis=0))[:, :, None], axis=1))[:, 0]
+    nearest_point = np.linalg.norm(queries[:, :, None] - patches[:, None], axis=-1).min(axis=2).ravel()
+    assert (np.sqrt(gap2) <= nearest_point).all()
+    assert (gap2.reshape(64, 111)[:, -31:] == 0).all()  # every point is inside its own disc
+    # 0.01 off a patch's middle: the disc knows it, the box of a tilted patch holds the query.
+    near = (centre + 0.01 * normal).astype(np.float32)
+    disc_gap = np.sqrt(np.asarray(nearest._disc_gap2(jnp.asarray(near), jnp.asarray(discs)[:, :, None], axis=1))[:, 0])
+    lo, hi = patches.min(axis=1), patches.max(axis=1)
+    box_gap = np.linalg.norm(np.maximum(np.maximum(lo - near, near - hi), 0), axis=-1)
+    assert (disc_gap > 0.008).all() and np.median(box_gap) < 0.002
 
 
-@pytest.mark.parametrize("count", [1, 7, 100, 1000])
+@pytest.mark.parametrize("count", [1, 7, 100, 1000, 20_000])
 def test_index_of_small_and_odd_sized_clouds(count):
     rng = np.random.default_rng(count)
     cloud = rng.uniform(-0.5, 0.5, (count, 3)).astype(np.float32)
@@ -96,17 +120,26 @@ def test_index_of_small_and_odd_sized_clouds(count):
     leaf_points = index["nn_leaf_points"].transpose(0, 2, 1)  # (leaves, points, 3)
     # Every cloud point is in a leaf, and leaves hold nothing else.
     assert set(map(tuple, leaf_points.reshape(-1, 3))) == set(map(tuple, cloud))
-    boxes = lambda name: index[name].transpose(0, 2, 1).reshape(-1, 3)  # (leaves, 3)
-    lo, hi = boxes("nn_leaf_lo"), boxes("nn_leaf_hi")
+    levels = nearest._levels(index)
+    flat = lambda name: (index[name].T if index[name].ndim == 2 else
+                         index[name].transpose(0, 2, 1).reshape(-1, index[name].shape[1]))
+    boxes = [(flat(f"nn_box{level}_lo"), flat(f"nn_box{level}_hi")) for level in range(levels)]
+    assert len(boxes[0][0]) == len(leaf_points) and len(boxes[-1][0]) <= nearest.TOP_NODES
+    lo, hi = boxes[0]
     assert ((leaf_points >= lo[:, None]) & (leaf_points <= hi[:, None])).all()
-    # Every leaf is inside its group's box, and the brute-force blocks hold the cloud too.
-    groups = len(index["nn_group_lo"][0])
-    group_lo = np.repeat(index["nn_group_lo"].T, len(lo) // groups, axis=0)
-    group_hi = np.repeat(index["nn_group_hi"].T, len(lo) // groups, axis=0)
-    assert ((lo >= group_lo) & (hi <= group_hi)).all()
+    for level in range(1, levels):  # every node's box holds its children's
+        parent = lambda a: np.repeat(a, nearest.FANOUT, axis=0)
+        assert len(boxes[level - 1][0]) == nearest.FANOUT * len(boxes[level][0])
+        assert (boxes[level - 1][0] >= parent(boxes[level][0])).all()
+        assert (boxes[level - 1][1] <= parent(boxes[level][1])).all()
+    for level in range(min(nearest.DISC_LEVELS, levels - 1)):  # every point is inside its discs
+        discs = flat(f"nn_disc{level}")
+        members = leaf_points.reshape(len(discs), -1, 3)
+        gap2 = nearest._disc_gap2(jnp.asarray(members.reshape(-1, 3)),
+                                  jnp.asarray(np.repeat(discs, members.shape[1], axis=0))[:, :, None], axis=1)
+        assert (np.asarray(gap2) == 0).all()
     brute = index["nn_brute_points"].transpose(0, 2, 1).reshape(-1, 3)
     assert set(map(tuple, brute[:count])) == set(map(tuple, cloud))
-    np.testing.assert_array_equal(index["nn_cloud_xyz"].T, cloud)
 
 
 def _loss_aux(nn_search, cloud, seeds):
