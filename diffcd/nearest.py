@@ -109,30 +109,28 @@ def _discs(points: np.ndarray) -> np.ndarray:
 def build_index(points: np.ndarray, leaf_size: int = 32) -> dict[str, np.ndarray]:
     """The host-side arrays of stages 2 and 3 for a cloud (N, 3); built once per fit.
 
-    `nn_box{level}_lo/hi` and `nn_disc{level}` bound the nodes of each level (0: the leaves):
-    below the top level as (parents, fields, FANOUT), a parent's children side by side; at the
-    top as (fields, nodes). The leaves' points are `nn_leaf_points` (leaves, 3, points per leaf).
+    `nn_top` (6, nodes): the top level's boxes (lo, hi). `nn_node{level}` for the levels below
+    (0: the leaves), (parents, fields, FANOUT): a parent's children side by side, each as its
+    box (lo, hi) and, on the `DISC_LEVELS` lowest levels, its disc: one gather a level. The
+    leaves' points are `nn_leaf_points` (leaves, 3, points per leaf).
     """
     points = np.asarray(points, np.float32)
     n = len(points)
     order, leaves = _kd_order(points, leaf_size)
     leaf_points = points[order].reshape(leaves, -1, 3)
     lo, hi = leaf_points.min(axis=1), leaf_points.max(axis=1)
-    boxes = [(lo, hi)]
+    boxes = [np.concatenate([lo, hi], axis=1)]
     while len(lo) > TOP_NODES:
         lo, hi = lo.reshape(-1, FANOUT, 3).min(axis=1), hi.reshape(-1, FANOUT, 3).max(axis=1)
-        boxes.append((lo, hi))
+        boxes.append(np.concatenate([lo, hi], axis=1))
     top = len(boxes) - 1
-    by_parent = lambda fields: np.ascontiguousarray(fields.reshape(-1, FANOUT, fields.shape[-1]).transpose(0, 2, 1))
-    index = {}
-    for level, (lo, hi) in enumerate(boxes):
-        if level == top:
-            index[f"nn_box{level}_lo"], index[f"nn_box{level}_hi"] = np.ascontiguousarray(lo.T), np.ascontiguousarray(hi.T)
-        else:
-            index[f"nn_box{level}_lo"], index[f"nn_box{level}_hi"] = by_parent(lo), by_parent(hi)
-    for level in range(min(DISC_LEVELS, top)):
-        per_node = leaf_points.shape[1] * FANOUT**level
-        index[f"nn_disc{level}"] = by_parent(_discs(leaf_points.reshape(-1, per_node, 3)))
+    index = {"nn_top": np.ascontiguousarray(boxes[top].T)}
+    for level in range(top):
+        fields = boxes[level]
+        if level < DISC_LEVELS:
+            per_node = leaf_points.shape[1] * FANOUT**level
+            fields = np.concatenate([fields, _discs(leaf_points.reshape(-1, per_node, 3))], axis=1)
+        index[f"nn_node{level}"] = np.ascontiguousarray(fields.reshape(-1, FANOUT, fields.shape[1]).transpose(0, 2, 1))
     chunk = min(BRUTE_CHUNK, 1 << max(0, (n - 1).bit_length()))
     brute = np.full((-(-n // chunk), chunk, 3), _FAR, np.float32)
     brute.reshape(-1, 3)[:n] = points
@@ -208,7 +206,7 @@ def _nearest_boxes(gap2: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
 
 
 def _levels(index: dict[str, jax.Array]) -> int:
-    return sum(1 for name in index if name.startswith("nn_box") and name.endswith("_lo"))
+    return 1 + sum(1 for name in index if name.startswith("nn_node"))
 
 
 def _tree_search(query, bound, index, top_slots, node_slots, leaf_slots):
@@ -221,12 +219,14 @@ def _tree_search(query, bound, index, top_slots, node_slots, leaf_slots):
     """
     b = len(query)
     top = _levels(index) - 1
-    gap2 = _box_gap2(query, index[f"nn_box{top}_lo"][None], index[f"nn_box{top}_hi"][None], axis=1)
+    boxes = index["nn_top"][None]
+    gap2 = _box_gap2(query, boxes[:, :3], boxes[:, 3:], axis=1)
     nodes, left_out2 = _nearest_boxes(gap2, leaf_slots if top == 0 else top_slots)
     for level in range(top - 1, -1, -1):
-        gap2 = _box_gap2(query, index[f"nn_box{level}_lo"][nodes], index[f"nn_box{level}_hi"][nodes], axis=2)
-        if f"nn_disc{level}" in index:
-            gap2 = jnp.maximum(gap2, _disc_gap2(query, index[f"nn_disc{level}"][nodes], axis=2))
+        fields = index[f"nn_node{level}"][nodes]  # (B, nodes chosen, 6 or 14 fields, FANOUT)
+        gap2 = _box_gap2(query, fields[:, :, 0:3], fields[:, :, 3:6], axis=2)
+        if fields.shape[2] > 6:
+            gap2 = jnp.maximum(gap2, _disc_gap2(query, fields[:, :, 6:], axis=2))
         chosen, level_left_out2 = _nearest_boxes(gap2.reshape(b, -1), leaf_slots if level == 0 else node_slots)
         nodes = jnp.take_along_axis(nodes, chosen // FANOUT, axis=1) * FANOUT + chosen % FANOUT
         left_out2 = jnp.minimum(left_out2, level_left_out2)

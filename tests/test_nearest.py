@@ -121,9 +121,9 @@ def test_index_of_small_and_odd_sized_clouds(count):
     # Every cloud point is in a leaf, and leaves hold nothing else.
     assert set(map(tuple, leaf_points.reshape(-1, 3))) == set(map(tuple, cloud))
     levels = nearest._levels(index)
-    flat = lambda name: (index[name].T if index[name].ndim == 2 else
-                         index[name].transpose(0, 2, 1).reshape(-1, index[name].shape[1]))
-    boxes = [(flat(f"nn_box{level}_lo"), flat(f"nn_box{level}_hi")) for level in range(levels)]
+    children = lambda name: index[name].transpose(0, 2, 1).reshape(-1, index[name].shape[1])  # (nodes, fields)
+    nodes = [children(f"nn_node{level}") for level in range(levels - 1)] + [index["nn_top"].T]
+    boxes = [(fields[:, 0:3], fields[:, 3:6]) for fields in nodes]
     assert len(boxes[0][0]) == len(leaf_points) and len(boxes[-1][0]) <= nearest.TOP_NODES
     lo, hi = boxes[0]
     assert ((leaf_points >= lo[:, None]) & (leaf_points <= hi[:, None])).all()
@@ -133,7 +133,7 @@ def test_index_of_small_and_odd_sized_clouds(count):
         assert (boxes[level - 1][0] >= parent(boxes[level][0])).all()
         assert (boxes[level - 1][1] <= parent(boxes[level][1])).all()
     for level in range(min(nearest.DISC_LEVELS, levels - 1)):  # every point is inside its discs
-        discs = flat(f"nn_disc{level}")
+        discs = nodes[level][:, 6:]
         members = leaf_points.reshape(len(discs), -1, 3)
         gap2 = nearest._disc_gap2(jnp.asarray(members.reshape(-1, 3)),
                                   jnp.asarray(np.repeat(discs, members.shape[1], axis=0))[:, :, None], axis=1)
