@@ -72,9 +72,11 @@ def load_case(case_id: str):
 
 
 def fit_and_score(example_id: str, cloud, truth, method: str, preset: str, steps: int | None,
-                  method_overrides: dict | None = None, protocol: str = "default") -> dict:
+                  method_overrides: dict | None = None, protocol: str = "default",
+                  batch_size: int | None = None) -> dict:
     noise = noise_level(example_id)
-    config = make_config(preset, method, steps=steps, noise=noise, method_overrides=method_overrides)
+    config = make_config(preset, method, steps=steps, noise=noise, method_overrides=method_overrides,
+                         batch_size=batch_size)
     start = time.perf_counter()
     result = fit_sdf(cloud, config)
     fit_wall = time.perf_counter() - start
@@ -90,6 +92,7 @@ def fit_and_score(example_id: str, cloud, truth, method: str, preset: str, steps
     return {
         "example": example_id, "method": method, "preset": preset, "steps": config.schedule.steps,
         "batch_size": config.batch_size,
+        **({"nn_search": config.method_config.nn_search} if method == "diffcd" else {}),
         "noise": noise, "protocol": protocol,
         "wall_seconds": round(wall, 1), "fit_seconds": round(fit_wall, 1),
         "steps_per_second": result.summary["steps_per_second"],
@@ -121,7 +124,9 @@ def write_curve(backend: str) -> Path:
     for path in sorted(RESULTS.glob(f"quality-*-{backend}.json")):  # not the -paper-protocol files
         former = "-former-" in path.name
         for row in json.loads(path.read_text())["rows"]:
-            row = {**row, "preset": row["preset"] + (" (former)" if former else "")}
+            inexact = row.get("nn_search") == "candidates" or "-ab-candidates" in path.name
+            row = {**row, "preset": row["preset"] + (" (former)" if former else "")
+                   + (", inexact search" if inexact else "")}
             points.setdefault((row["example"], row["method"]), []).append(row)
     lines = [f"# Quality against time ({backend})", "",
              "Every measured (preset, steps) point per case and method, fastest first: the whole fit's "
@@ -155,6 +160,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--examples", nargs="+", default=_all_cases())
     parser.add_argument("--steps", type=int, help="override the preset's steps")
+    parser.add_argument("--batch", type=int, help="override the preset's batch size")
     parser.add_argument("--diffcd-nn", choices=["exact", "candidates"], default="exact",
                         help="DiffCD's surface-to-cloud targets: exact nearest points (default) or the "
                              "former seed-candidate search, for an A/B comparison")
@@ -172,12 +178,13 @@ def main() -> None:
         for method in args.methods:
             overrides = {"nn_search": args.diffcd_nn} if method == "diffcd" else None
             row = fit_and_score(example, cloud, truth, method, args.preset, args.steps, overrides,
-                                args.protocol)
+                                args.protocol, args.batch)
             rows.append(row)
             print(json.dumps(row), flush=True)
     backend = jax.default_backend()
     RESULTS.mkdir(exist_ok=True)
-    name = (f"quality-{args.preset}" + (f"-{args.steps}steps" if args.steps else "") + f"-{backend}"
+    name = (f"quality-{args.preset}" + (f"-{args.steps}steps" if args.steps else "")
+            + (f"-batch{args.batch}" if args.batch else "") + f"-{backend}"
             + ("-paper-protocol" if args.protocol == "paper" else "") + (f"-{args.tag}" if args.tag else ""))
     rows = _merge(RESULTS / f"{name}.json", rows)
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "backend": backend,
