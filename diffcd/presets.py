@@ -1,5 +1,5 @@
 """Named size presets: the paper's settings, a GPU demo and a CPU time ladder (cpu-quick one to
-two and a half minutes, cpu-5min five to eight, on two cores; the lower figure on a fast desktop
+two, cpu-5min five to seven, on two cores; the lower figure on a fast desktop
 CPU, the higher on the project's CI-class machine: benchmarks/results/quality-vs-time-cpu.md).
 
 cpu-quick trains on batches of 1250 points for 1600 steps rather than 2500 for 800: the same
@@ -65,7 +65,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "cpu-quick": Preset(
         name="cpu-quick",
-        description="Small network (4x128), 1600 steps of 1250 points: one to two and a half "
+        description="Small network (4x128), 1600 steps of 1250 points: one and a half to two "
         "minutes on two CPU cores.",
         network=NetworkConfig(hidden_layers=4, width=128, skip_layers=(2,)),
         schedule=ScheduleConfig(steps=1600, learning_rate=2e-3, warmup_steps=80),
