@@ -64,8 +64,8 @@ BRUTE_CHUNK = 32_768
 
 _FAR = np.float32(1e6)
 """Coordinate of padding points: never anyone's nearest neighbour inside the fitting box."""
-_DISC_FIELDS = 8
-"""centre (3), unit normal (3), half thickness, radius."""
+_BOX_FIELDS = 6
+"""lo (3) and hi (3): the first fields of every node; a disc's 8 follow on the disc levels."""
 
 
 def _kd_order(points: np.ndarray, leaf_size: int) -> tuple[np.ndarray, int]:
@@ -109,7 +109,7 @@ def _discs(points: np.ndarray) -> np.ndarray:
 def build_index(points: np.ndarray, leaf_size: int = 32) -> dict[str, np.ndarray]:
     """The host-side arrays of stages 2 and 3 for a cloud (N, 3); built once per fit.
 
-    `nn_top` (6, nodes): the top level's boxes (lo, hi). `nn_node{level}` for the levels below
+    `nn_top` (`_BOX_FIELDS`, nodes): the top level's boxes (lo, hi). `nn_node{level}` for the levels below
     (0: the leaves), (parents, fields, FANOUT): a parent's children side by side, each as its
     box (lo, hi) and, on the `DISC_LEVELS` lowest levels, its disc: one gather a level. The
     leaves' points are `nn_leaf_points` (leaves, 3, points per leaf).
@@ -223,10 +223,10 @@ def _tree_search(query, bound, index, top_slots, node_slots, leaf_slots):
     gap2 = _box_gap2(query, boxes[:, :3], boxes[:, 3:], axis=1)
     nodes, left_out2 = _nearest_boxes(gap2, leaf_slots if top == 0 else top_slots)
     for level in range(top - 1, -1, -1):
-        fields = index[f"nn_node{level}"][nodes]  # (B, nodes chosen, 6 or 14 fields, FANOUT)
-        gap2 = _box_gap2(query, fields[:, :, 0:3], fields[:, :, 3:6], axis=2)
-        if fields.shape[2] > 6:
-            gap2 = jnp.maximum(gap2, _disc_gap2(query, fields[:, :, 6:], axis=2))
+        fields = index[f"nn_node{level}"][nodes]  # (B, nodes chosen, fields, FANOUT)
+        gap2 = _box_gap2(query, fields[:, :, :3], fields[:, :, 3:_BOX_FIELDS], axis=2)
+        if fields.shape[2] > _BOX_FIELDS:
+            gap2 = jnp.maximum(gap2, _disc_gap2(query, fields[:, :, _BOX_FIELDS:], axis=2))
         chosen, level_left_out2 = _nearest_boxes(gap2.reshape(b, -1), leaf_slots if level == 0 else node_slots)
         nodes = jnp.take_along_axis(nodes, chosen // FANOUT, axis=1) * FANOUT + chosen % FANOUT
         left_out2 = jnp.minimum(left_out2, level_left_out2)
