@@ -64,12 +64,13 @@ def _best_ms(function, arguments, rounds: int = 5, calls: int = 5) -> float:
 
 
 def time_search(fitter: Fitter, inputs: dict[int, dict]) -> list[dict]:
+    # The index is an argument, as in the fit's step (not constants folded into the program).
     index = {name: value for name, value in fitter.data.items() if name.startswith("nn_")}
-    search = jax.jit(lambda *arrays: nearest.exact_targets(*arrays, index))
+    search = jax.jit(nearest.exact_targets)
     tree = cKDTree(np.asarray(fitter.data["points"]))
     rows = []
     for step, arrays in inputs.items():
-        arguments = [arrays[name] for name in INPUTS]
+        arguments = [arrays[name] for name in INPUTS] + [index]
         targets, searched = jax.device_get(search(*arguments))
         wanted, surface = arrays["wanted"], arrays["surface"]
         truth, _ = tree.query(surface[wanted])
