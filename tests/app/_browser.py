@@ -22,15 +22,22 @@ MARKS = [
 
 @contextlib.contextmanager
 def recording_page():
-    """A headless Chromium page that records every URL it requests (page.requests_seen); tall
-    enough for a full-page screenshot without resizing (a resize can blank the 3D canvas)."""
+    """A headless Chromium page that records every URL it requests (page.requests_seen), the
+    requests that failed and the console's errors (page.problems_seen, for failure messages);
+    tall enough for a full-page screenshot without resizing (a resize can blank the 3D canvas)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         page = browser.new_context(viewport={"width": 1400, "height": 2000}).new_page()
         page.requests_seen = []
+        page.problems_seen = []
         page.on("request", lambda request: page.requests_seen.append(request.url))
+        page.on("requestfailed", lambda request: page.problems_seen.append(
+            f"request failed: {request.url} ({request.failure})"))
+        page.on("console", lambda message: message.type == "error" and page.problems_seen.append(
+            f"console error: {message.text}"))
+        page.on("pageerror", lambda error: page.problems_seen.append(f"page error: {error}"))
         try:
             yield page
         finally:

@@ -52,6 +52,20 @@ def _orange_pixels(page, selector: str) -> int:
     return int(np.sum((r > 120) & (r > 1.6 * g) & (g > 1.3 * b)))
 
 
+def _wait_for_the_viewer(page, canvas: str) -> None:
+    """Wait for the 3D viewer's canvas; when it never comes, fail with what the page showed."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_selector(canvas, timeout=90_000)
+    except PlaywrightTimeout:
+        glbs = [url for url in page.requests_seen if url.endswith(".glb")]
+        pytest.fail(f"the viewer drew no canvas within 90 s of the fit's end.\n"
+                    f"status: {page.inner_text('#fit-status')!r}\n"
+                    f"viewer: {page.inner_html('#fit-surface-view')[:2000]!r}\n"
+                    f"GLBs requested: {glbs[-5:]}\nproblems: {page.problems_seen[-10:]}")
+
+
 def test_featured_checkpoints_pull_with_one_click_and_empty_tables_show_nothing(page, app_url, featured_on_the_hub):
     page.goto(app_url)
     page.wait_for_selector("#fit-example input", timeout=60_000)
@@ -91,7 +105,7 @@ def test_the_cloud_over_the_fitted_surface(page, app_url, tmp_path_factory):
     assert not _empty(page, "fit-metrics") and "Cloud → surface" in page.inner_text("#fit-metrics")
 
     canvas = "#fit-surface-view canvas"
-    page.wait_for_selector(canvas, timeout=30_000)
+    _wait_for_the_viewer(page, canvas)
     time.sleep(3)
     before = _orange_pixels(page, canvas)
     page.click("#fit-overlay input")
