@@ -94,8 +94,8 @@ class _Shape:
         self.spec = config.spec
         self.normalization = Normalization.from_points(self.cloud.points)
         points = self.normalization.apply(self.cloud.points).astype(np.float32)
-        tree, sigma, extra = host_setup(self.spec, points, config.method_config, config.seed,
-                                        config.sigma_neighbors)
+        points, tree, sigma, extra = host_setup(self.spec, points, config.method_config, config.seed,
+                                                config.sigma_neighbors)
         self.points = points
         self.arrays = {"points": points, "sigma": sigma, **extra}
         self.tree = tree if self.spec.uses_surface_seeds else None

@@ -359,8 +359,8 @@ class Fitter:
         self.normalization = Normalization.from_points(self.cloud.points)
         points = self.normalization.apply(self.cloud.points).astype(np.float32)
         method_config = config.method_config
-        tree, sigma, extra = host_setup(self.spec, points, method_config, config.seed,
-                                        config.sigma_neighbors, report)
+        points, tree, sigma, extra = host_setup(self.spec, points, method_config, config.seed,
+                                                config.sigma_neighbors, report)
         self._points = points
         self._tree = tree if self.spec.uses_surface_seeds else None
         self.data = jax.device_put({"points": points, "sigma": sigma, **extra})

@@ -328,17 +328,20 @@ def traced_weights(config: Any) -> dict[str, float]:
 
 
 def host_setup(spec: MethodSpec, points: np.ndarray, config: Any, seed: int, sigma_neighbors: int,
-               report: Callable[[str], None] = lambda stage: None) -> tuple[Any, np.ndarray, dict[str, np.ndarray]]:
-    """A fit's host-side set-up, once per cloud: the KD-tree, the local sigma and the method's
-    `prepare` data.
+               report: Callable[[str], None] = lambda stage: None
+               ) -> tuple[np.ndarray, Any, np.ndarray, dict[str, np.ndarray]]:
+    """A fit's host-side set-up, once per cloud: the points in spatial order (see
+    `sampling.spatial_order`), the KD-tree, the local sigma and the method's `prepare` data.
 
-    Returns (tree, sigma, extra). `report` is called before each stage (slow on 1M points).
+    Returns (points, tree, sigma, extra), all in that order. `report` is called before each stage
+    (slow on 1M points).
     """
     report(f"KD-tree and local sigma of {len(points):,} points")
+    points = np.ascontiguousarray(points[sampling.spatial_order(points)])
     tree = sampling.cloud_tree(points)
     sigma = sampling.local_sigma(points, k=sigma_neighbors, tree=tree)
     report(f"{spec.title} set-up")
-    return tree, sigma, spec.prepare(points, sigma, config, seed, tree=tree)
+    return points, tree, sigma, spec.prepare(points, sigma, config, seed, tree=tree)
 
 
 def compile_key(config: Any) -> Any:

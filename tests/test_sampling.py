@@ -6,7 +6,7 @@ import functools
 import jax
 import numpy as np
 
-from diffcd.sampling import draw_batch_indices
+from diffcd.sampling import draw_batch_indices, spatial_order
 
 draw = jax.jit(draw_batch_indices, static_argnums=(1, 2))
 
@@ -78,3 +78,27 @@ def test_local_sigma_queried_in_blocks_matches_one_query():
     distance, _ = cKDTree(points).query(points, k=[51])
     np.testing.assert_allclose(sigma, 0.2 * distance[:, 0], rtol=1e-6)
     assert sigma.dtype == np.float32 and (local_sigma(points[:1]) == 0).all()
+
+
+def test_spatial_order_is_a_permutation_that_keeps_neighbours_near_in_memory():
+    rng = np.random.default_rng(0)
+    points = rng.standard_normal((20_000, 3)).astype(np.float32)
+    points /= np.linalg.norm(points, axis=1, keepdims=True)  # a surface, as scans are
+    order = spatial_order(points)
+    assert np.array_equal(np.sort(order), np.arange(len(points)))
+    ordered = points[order]
+    step = np.linalg.norm(np.diff(ordered, axis=0), axis=1)
+    # consecutive points in Z-curve order are neighbours on the sphere (typical spacing ~0.025),
+    # not random pairs (~1.3 apart)
+    assert np.median(step) < 0.05
+    # a Z-curve visits the eight octants of the (cubic) box one after another, x fastest
+    lo = points.min(axis=0)
+    middle = lo + np.max(points.max(axis=0) - lo) / 2
+    clear = np.all(np.abs(ordered - middle) > 1e-4, axis=1)
+    octant = ((ordered > middle) * [1, 2, 4]).sum(axis=1)[clear]
+    assert np.all(np.diff(octant) >= 0) and len(set(octant)) == 8
+
+
+def test_spatial_order_of_one_point_and_of_identical_points():
+    assert spatial_order(np.zeros((1, 3), np.float32)).tolist() == [0]
+    assert spatial_order(np.ones((4, 3), np.float32)).tolist() == [0, 1, 2, 3]  # ties keep their order
