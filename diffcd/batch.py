@@ -41,7 +41,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from diffcd import meshing, sampling
 from diffcd.errors import ConfigError, MeshError, NoSurfaceError
-from diffcd.fit import FitConfig, FitEvent, FitResult, learning_rate
+from diffcd.fit import FitConfig, FitEvent, FitResult, chunk_length, chunk_plan, learning_rate
 from diffcd.io import Normalization, PointCloud, points_from_array
 from diffcd.methods import METHODS, compile_key, host_setup, traced_weights
 from diffcd.metrics import sample_triangles
@@ -156,17 +156,20 @@ def _padded_data(shapes: Sequence[_Shape]) -> dict[str, np.ndarray]:
 
 
 class _GroupProgram:
-    """The compiled chunk of training steps for K shapes; steps vmapped over the shape axis."""
+    """The compiled chunks of training steps for K shapes; steps vmapped over the shape axis.
 
-    def __init__(self, network, method, method_key, batch_size, chunk_steps, adam):
+    A chunk's length is static, as in `Fitter`: whole chunks and one-step pieces (see
+    `fit.chunk_plan`), so no step of the compiled loop is conditional (on a GPU a per-step
+    conditional copies its predicate to the host)."""
+
+    def __init__(self, network, method, method_key, batch_size, adam):
         self.spec = METHODS[method]
         self.apply = make_sdf(network)
         self.method_key = method_key
         self.batch_size = batch_size
-        self.chunk_steps = chunk_steps
         self.optimizer = optax.scale_by_adam(*adam)
         self.init_optimizer = jax.jit(jax.vmap(self.optimizer.init))
-        self.chunk = jax.jit(self._chunk, donate_argnums=(0, 1))
+        self.chunk = jax.jit(self._chunk, static_argnames=("length",), donate_argnums=(0, 1))
         self.grid = jax.jit(self._grid_values, static_argnums=(1,))
 
     def _train_step(self, params, opt_state, step, data, weights, schedule, key):
@@ -184,27 +187,17 @@ class _GroupProgram:
         keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
         return keep(new_params, params), keep(new_opt_state, opt_state), ~finite, {"loss": loss, **aux}
 
-    def _chunk(self, params, opt_state, first_step, active_steps, data, weights, schedule, keys):
+    def _chunk(self, params, opt_state, first_step, data, weights, schedule, keys, *, length: int):
         step_all = jax.vmap(self._train_step, in_axes=(0, 0, None, 0, 0, 0, 0))
         skipped = jnp.zeros(keys.shape[:1], jnp.int32)
-        shapes = jax.eval_shape(
-            lambda: step_all(params, opt_state, first_step, data, weights, schedule, keys)[3]
-        )
 
         def body(carry, i):
-            def run(c):
-                p, o, s = c
-                p, o, bad, out = step_all(p, o, first_step + i, data, weights, schedule, keys)
-                return (p, o, s + bad), out
-
-            def skip(c):
-                return c, jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-
-            # The predicate is the same for every shape, so this stays a real branch under vmap.
-            return jax.lax.cond(i < active_steps, run, skip, carry)
+            p, o, s = carry
+            p, o, bad, out = step_all(p, o, first_step + i, data, weights, schedule, keys)
+            return (p, o, s + bad), out
 
         (params, opt_state, skipped), outputs = jax.lax.scan(
-            body, (params, opt_state, skipped), jnp.arange(self.chunk_steps)
+            body, (params, opt_state, skipped), jnp.arange(length)
         )
         return params, opt_state, skipped, outputs
 
@@ -230,8 +223,8 @@ class _GroupProgram:
 
 
 @functools.lru_cache(maxsize=16)
-def _group_program(network, method, method_key, batch_size, chunk_steps, adam) -> _GroupProgram:
-    return _GroupProgram(network, method, method_key, batch_size, chunk_steps, adam)
+def _group_program(network, method, method_key, batch_size, adam) -> _GroupProgram:
+    return _GroupProgram(network, method, method_key, batch_size, adam)
 
 
 def _surface_seeds(shape: _Shape, values: np.ndarray, step: int) -> dict[str, np.ndarray]:
@@ -271,7 +264,7 @@ class _Group:
         s = self.config.schedule
         self.program = _group_program(
             self.config.network, self.config.method, compile_key(self.config.method_config),
-            shapes[0].batch_size, self.config.chunk_steps, (s.adam_b1, s.adam_b2, s.adam_eps),
+            shapes[0].batch_size, (s.adam_b1, s.adam_b2, s.adam_eps),
         )
         put = lambda tree: jax.device_put(tree, self.sharding)
         self.params = put(_stack([x.params for x in self.slots]))
@@ -319,8 +312,9 @@ class _Group:
         total = self.config.schedule.steps
         refresh = self.config.method_config.seed_refresh_every if self.spec.uses_surface_seeds else None
         pending = None
-        while self.step < total:
-            step = self.step
+        length = chunk_length(self.config.chunk_steps, refresh)
+        breaks = ((refresh, 0),) if refresh else ()
+        for step, pieces in chunk_plan(self.step, total, length, self.config.chunk_steps, breaks):
             if refresh and step % refresh == 0:
                 if pending is None:  # the first refresh, or every one without overlap
                     pending = self._launch_refresh(step)
@@ -329,30 +323,34 @@ class _Group:
                 if self.overlap and step + refresh < total:
                     # Seeds for the next period, from these parameters, while the device trains.
                     pending = self._launch_refresh(step + refresh)
-            active = min(self.config.chunk_steps, total - step)
-            if refresh:
-                active = min(active, refresh - step % refresh)
-            yield active, self._run_chunk(step, active)
+            yield sum(pieces), self._run_chunk(step, pieces)
         if pending is not None:
             pending.cancel()
 
-    def _run_chunk(self, step: int, active: int) -> dict[str, np.ndarray]:
-        args = (self.params, self.opt_state, np.int32(step), np.int32(active), self.data,
-                self.weights, self.schedule, self.keys)
+    def _run_chunk(self, step: int, pieces: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """Run the pieces of a chunk back to back (no host sync in between); (steps, K) outputs."""
         start = time.perf_counter()
-        signature = jax.tree_util.tree_structure(args), tuple(
-            (np.shape(a), str(np.result_type(a))) for a in jax.tree_util.tree_leaves(args))
-        if signature not in self._compiled:
-            self._compiled[signature] = self.program.chunk.lower(*args).compile()
-            self.timings["compile_seconds"] += time.perf_counter() - start
-            start = time.perf_counter()
-        params, opt_state, skipped, outputs = self._compiled[signature](*args)
-        outputs = jax.device_get(outputs)  # (chunk, K) per loss term; waits for the chunk
-        self.timings["train_seconds"] += time.perf_counter() - start
-        self.params, self.opt_state = params, opt_state
-        self.nan_steps += np.asarray(skipped)
-        self.step = step + active
-        return {name: values[:active] for name, values in outputs.items()}
+        compile_seconds = 0.0
+        parts = []
+        for length in pieces:
+            args = (self.params, self.opt_state, np.int32(step), self.data, self.weights, self.schedule,
+                    self.keys)
+            signature = length, jax.tree_util.tree_structure(args), tuple(
+                (np.shape(a), str(np.result_type(a))) for a in jax.tree_util.tree_leaves(args))
+            if signature not in self._compiled:
+                begun = time.perf_counter()
+                self._compiled[signature] = self.program.chunk.lower(*args, length=length).compile()
+                compile_seconds += time.perf_counter() - begun
+            self.params, self.opt_state, skipped, outputs = self._compiled[signature](*args)
+            parts.append((skipped, outputs))
+            step += length
+        parts = jax.device_get(parts)  # waits for the chunk
+        self.timings["compile_seconds"] += compile_seconds
+        self.timings["train_seconds"] += time.perf_counter() - start - compile_seconds
+        for skipped, _ in parts:
+            self.nan_steps += np.asarray(skipped)
+        self.step = step
+        return {name: np.concatenate([outputs[name] for _, outputs in parts]) for name in parts[0][1]}
 
     def result(self, slot: int, wall_start: float, host_params: Any) -> FitResult:
         """Shape `slot`'s FitResult; host_params: the group's parameters, fetched once."""

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -73,6 +74,21 @@ def test_batched_fits_equal_single_fits_for_igr_and_neural_pull():
     # Different seeds and weights really give different fits (the comparison above can fail).
     assert max_difference(results[0], results[1]) > 1e-3
     assert max_difference(results[0], results[2]) > 1e-6
+
+
+def test_no_step_of_the_group_program_is_conditional_and_the_tail_runs_in_one_step_pieces():
+    """As in Fitter: whole chunks, then one-step pieces, each compiled once; a per-step
+    conditional in the compiled loop would copy its predicate to the host on a GPU."""
+    from diffcd.batch import _Group, _Shape
+
+    config = tiny("igr", steps=12)  # chunks of 5: 5, 5, then a tail of two one-step pieces
+    group = _Group([_Shape(i, cloud, config) for i, cloud in enumerate(CLOUDS[:2])], jax.devices()[:1],
+                   pool=None, overlap=False)
+    chunks = [(steps, outputs["loss"].shape) for steps, outputs in group.run()]
+    assert chunks == [(5, (5, 2)), (5, (5, 2)), (2, (2, 2))] and group.step == 12  # (steps, shapes)
+    compiled = {key[0]: executable.as_text() for key, executable in group._compiled.items()}
+    assert set(compiled) == {5, 1}
+    assert all(" while(" in text and not re.search(r"\sconditional\(", text) for text in compiled.values())
 
 
 @pytest.mark.slow
