@@ -38,6 +38,9 @@ class Limits:
     max_network_depth: int = _field(16, "Largest network a pull accepts: hidden layers", "layers")
     max_sine_omega: float = _field(60.0, "Largest SIREN frequency ω a pull accepts", "")
     max_pull_bytes: int = _field(64_000_000, "Largest download per pull (all files together)", "bytes")
+    max_url_bytes: int = _field(100_000_000, "Largest file fetched from a URL an API or MCP caller passes "
+                                "(as large as an upload)", "bytes")
+    url_seconds: float = _field(30.0, "Wall-time limit of a URL fetch, connection and redirects included", "s")
     max_listing_bytes: int = _field(4_000_000, "Largest download per listing of checkpoints", "bytes")
     max_listing_repos: int = _field(50, "Repos per listing", "repos")
     max_mesh_faces: int = _field(6_000_000, "Largest mesh any request may produce", "triangles")

@@ -26,10 +26,8 @@ import gradio as gr
 import httpx
 from gradio_client import utils as client_utils
 
-MAX_DOWNLOAD_BYTES = 100 * 1000 * 1000
-"""The same as the upload cap (space.ui.MAX_FILE_SIZE, "100mb"); DIFFCD_SPACE_MAX_URL_BYTES overrides."""
-DOWNLOAD_SECONDS = 30.0
-"""The whole download, connection and redirects included; DIFFCD_SPACE_URL_SECONDS overrides."""
+from space.limits import Limits
+
 MAX_REDIRECTS = 5
 ALLOW_PRIVATE_ENV = "DIFFCD_ALLOW_PRIVATE_URLS"
 # Hugging Face answers its own hosts with internal addresses inside a Space (split DNS).
@@ -44,10 +42,10 @@ class DownloadError(gr.Error):
 
 
 def download_limits() -> tuple[int, float]:
-    """(max bytes, seconds) of a URL download, from the environment or the defaults."""
-    size = int(os.environ.get("DIFFCD_SPACE_MAX_URL_BYTES", MAX_DOWNLOAD_BYTES))
-    seconds = float(os.environ.get("DIFFCD_SPACE_URL_SECONDS", DOWNLOAD_SECONDS))
-    return size, seconds
+    """(max bytes, seconds) of a URL download: the app's `Limits` (DIFFCD_SPACE_MAX_URL_BYTES and
+    DIFFCD_SPACE_URL_SECONDS override them)."""
+    limits = Limits.from_environment()
+    return limits.max_url_bytes, limits.url_seconds
 
 
 def private_urls_allowed() -> bool:
