@@ -5,6 +5,8 @@ coarse-to-fine, memory.
     python -m benchmarks.speed [--sizes cpu-quick paper] [--steps 20] [--mesh 128 256]
     python -m benchmarks.speed --sizes cpu-quick --full-fit diffcd --overlap both   # refresh A/B
     python -m benchmarks.speed --gpu-report            # on a GPU: see gpu_report(), ~8 min on an H200
+    python -m benchmarks.speed --cloud-sweep 30000 200000 1000000 --warm-steps 96 --steps 32 --repeats 7
+    python -m benchmarks.speed --cloud-sweep 30000 200000 1000000 --whole-fits 3  # whole fits, ~20 min
 
 Prints a table and writes benchmarks/results/speed-<backend>.md and .json (linked from the
 README). Timings exclude compilation: each method first runs one chunk, then a timed run.
@@ -534,6 +536,54 @@ def cloud_size_sweep(sizes: list[int], preset: str, method: str, steps: int, rep
              "relative_to_smallest": round(1 / best[size] / base, 3)} for size in sizes]
 
 
+def _sweep_report(rows: list[dict]) -> dict:
+    return {"date": time.strftime("%Y-%m-%d %H:%M"), "backend": jax.default_backend(),
+            "cpu_count": os.cpu_count(), "jax": jax.__version__, "cloud": f"{SWEEP_MESH.name} sampled",
+            "rows": rows}
+
+
+def whole_fit_sweep(sizes: list[int], preset: str, method: str, rounds: int) -> list[dict]:
+    """Training steps/s of whole preset fits on clouds of `sizes` points, one fit per size a
+    round, rounds interleaved (a ratio within a round compares fits run under the same load).
+    Counts training only (no compilation, set-up, seed refresh or final mesh), over every step."""
+    name, overrides = parse_variant(method)
+    clouds = {size: load_point_cloud(SWEEP_MESH, mesh_samples=size, seed=0) for size in sizes}
+    rates: dict[int, list[float]] = {size: [] for size in sizes}
+    steps = {}
+    for _ in range(rounds):
+        for size, cloud in clouds.items():
+            fitter = Fitter(cloud, make_config(preset, name, method_overrides=overrides or None))
+            fitter.compile()
+            for _ in fitter.run():
+                pass
+            summary = fitter.summary()
+            steps[size] = summary["steps"]
+            rates[size].append(summary["steps"] / summary["train_seconds"])
+            print(f"  {size:,} points: {rates[size][-1]:.2f} steps/s", flush=True)
+    return [{"preset": preset, "method": method, "points": size, "steps": steps[size],
+             "steps_per_second": [round(r, 2) for r in rates[size]],
+             "relative_to_smallest": [round(r / base, 3) for r, base in zip(rates[size], rates[sizes[0]])]}
+            for size in sizes]
+
+
+def _write_whole_fit_report(rows: list[dict], args: argparse.Namespace) -> None:
+    report = _sweep_report(rows)
+    backend = report["backend"]
+    RESULTS.mkdir(exist_ok=True)
+    stem = f"speed-cloud-size-whole-fit-{backend}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [f"# Whole-fit training speed against cloud size ({backend}, {report['cpu_count']} cores)", "",
+             f"{report['date']}, JAX {report['jax']}; {args.method}, {args.preset} ({rows[0]['steps']:,} steps), "
+             f"clouds sampled from {SWEEP_MESH.name}; {args.whole_fits} rounds, one fit per size a round. "
+             "Training time only, over every step of the fit.", "",
+             "| points | steps/s per round | vs smallest, same round |", "| --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['points']:,} | {', '.join(map(str, r['steps_per_second']))} | "
+                     f"{', '.join(map(str, r['relative_to_smallest']))} |")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def sweep_main() -> None:
     parser = argparse.ArgumentParser(description="Steps/s against cloud size (issue 10 §5).")
     parser.add_argument("--cloud-sweep", nargs="+", type=int, default=[30_000, 200_000, 1_000_000])
@@ -543,15 +593,18 @@ def sweep_main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warm-steps", type=int, default=0,
                         help="train this many steps, with seed refreshes, before timing (see _timed_fitter)")
+    parser.add_argument("--whole-fits", type=int, default=0, metavar="ROUNDS",
+                        help="instead of timed chunks, train whole preset fits, this many rounds")
     args = parser.parse_args()
+    if args.whole_fits:
+        _write_whole_fit_report(whole_fit_sweep(args.cloud_sweep, args.preset, args.method, args.whole_fits), args)
+        return
     rows = cloud_size_sweep(args.cloud_sweep, args.preset, args.method, args.steps, args.repeats,
                             args.warm_steps)
     for row in rows:
         print(json.dumps(row), flush=True)
-    backend = jax.default_backend()
-    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "backend": backend,
-              "cpu_count": __import__("os").cpu_count(), "jax": jax.__version__,
-              "cloud": f"{SWEEP_MESH.name} sampled", "rows": rows}
+    report = _sweep_report(rows)
+    backend = report["backend"]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"speed-cloud-size-{backend}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Steps/s against cloud size ({backend}, {report['cpu_count']} cores)", "",
