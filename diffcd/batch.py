@@ -41,7 +41,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from diffcd import meshing, sampling
 from diffcd.errors import ConfigError, MeshError, NoSurfaceError
-from diffcd.fit import FitConfig, FitEvent, FitResult, chunk_length, chunk_plan, learning_rate
+from diffcd.fit import CompiledChunks, FitConfig, FitEvent, FitResult, chunk_length, chunk_plan, learning_rate
 from diffcd.io import Normalization, PointCloud, points_from_array
 from diffcd.methods import METHODS, compile_key, host_setup, traced_weights
 from diffcd.metrics import sample_triangles
@@ -155,12 +155,13 @@ def _padded_data(shapes: Sequence[_Shape]) -> dict[str, np.ndarray]:
     return data
 
 
-class _GroupProgram:
+class _GroupProgram(CompiledChunks):
     """The compiled chunks of training steps for K shapes; steps vmapped over the shape axis.
 
     A chunk's length is static, as in `Fitter`: whole chunks and one-step pieces (see
     `fit.chunk_plan`), so no step of the compiled loop is conditional (on a GPU a per-step
-    conditional copies its predicate to the host)."""
+    conditional copies its predicate to the host). Shared by every group of the same structure
+    (`_group_program`), so a later `fit_many` reuses its executables."""
 
     def __init__(self, network, method, method_key, batch_size, adam):
         self.spec = METHODS[method]
@@ -169,8 +170,8 @@ class _GroupProgram:
         self.batch_size = batch_size
         self.optimizer = optax.scale_by_adam(*adam)
         self.init_optimizer = jax.jit(jax.vmap(self.optimizer.init))
-        self.chunk = jax.jit(self._chunk, static_argnames=("length",), donate_argnums=(0, 1))
         self.grid = jax.jit(self._grid_values, static_argnums=(1,))
+        super().__init__()
 
     def _train_step(self, params, opt_state, step, data, weights, schedule, key):
         """One shape's step: Fitter's step (same key folding, update and NaN skip)."""
@@ -187,7 +188,7 @@ class _GroupProgram:
         keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
         return keep(new_params, params), keep(new_opt_state, opt_state), ~finite, {"loss": loss, **aux}
 
-    def _chunk(self, params, opt_state, first_step, data, weights, schedule, keys, *, length: int):
+    def _chunk(self, length, params, opt_state, first_step, data, weights, schedule, keys):
         step_all = jax.vmap(self._train_step, in_axes=(0, 0, None, 0, 0, 0, 0))
         skipped = jnp.zeros(keys.shape[:1], jnp.int32)
 
@@ -278,7 +279,6 @@ class _Group:
                         "seed_wait_seconds": 0.0}
         self.nan_steps = np.zeros(len(self.slots), np.int64)
         self.seed_fallbacks = np.zeros(len(self.slots), np.int64)
-        self._compiled: dict = {}
 
     # -- DiffCD seeds ----------------------------------------------------------------------
     def _launch_refresh(self, step: int) -> concurrent.futures.Future:
@@ -333,15 +333,10 @@ class _Group:
         compile_seconds = 0.0
         parts = []
         for length in pieces:
-            args = (self.params, self.opt_state, np.int32(step), self.data, self.weights, self.schedule,
-                    self.keys)
-            signature = length, jax.tree_util.tree_structure(args), tuple(
-                (np.shape(a), str(np.result_type(a))) for a in jax.tree_util.tree_leaves(args))
-            if signature not in self._compiled:
-                begun = time.perf_counter()
-                self._compiled[signature] = self.program.chunk.lower(*args, length=length).compile()
-                compile_seconds += time.perf_counter() - begun
-            self.params, self.opt_state, skipped, outputs = self._compiled[signature](*args)
+            (self.params, self.opt_state, skipped, outputs), seconds = self.program(
+                length, self.params, self.opt_state, np.int32(step), self.data, self.weights, self.schedule,
+                self.keys)
+            compile_seconds += seconds
             parts.append((skipped, outputs))
             step += length
         parts = jax.device_get(parts)  # waits for the chunk

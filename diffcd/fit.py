@@ -232,7 +232,52 @@ def learning_rate(step: jax.Array, schedule: dict[str, jax.Array]) -> jax.Array:
     return jnp.where(step < schedule["warmup_steps"], warm, cool)
 
 
-class _ChunkProgram:
+class CompiledChunks:
+    """Chunks of training steps compiled ahead of time: one executable per chunk length (a
+    static argument) and argument shapes, kept for every later call. Subclasses define
+    `_chunk(length, params, opt_state, ...)`; params and optimiser state are donated.
+    Used by `Fitter` (one shape) and `diffcd.batch` (K shapes vmapped)."""
+
+    def __init__(self):
+        self._compiled: dict[Any, Any] = {}
+        self._jitted = jax.jit(self._chunk, static_argnums=0, donate_argnums=(1, 2))
+
+    def _chunk(self, length: int, params, opt_state, *args):
+        raise NotImplementedError
+
+    @staticmethod
+    def _signature(length: int, args: tuple) -> tuple:
+        """What an executable is specific to: the length, the arguments' shapes and types and,
+        for arrays spread over several devices, their sharding."""
+        def spread(a):
+            sharding = getattr(a, "sharding", None)
+            return sharding if sharding is not None and len(sharding.device_set) > 1 else None
+
+        shapes, structure = jax.tree_util.tree_flatten(
+            jax.tree_util.tree_map(lambda a: (jnp.shape(a), jnp.result_type(a), spread(a)), args))
+        return length, tuple(shapes), structure
+
+    def lower(self, length: int, *args) -> Any:
+        """The lowered chunk program (for inspection: precision attributes, no conditionals)."""
+        return self._jitted.lower(length, *args)
+
+    def compile(self, length: int, *args) -> float:
+        """Compile the chunk of `length` steps for these arguments' shapes; returns the seconds
+        spent (0 when this process compiled it already; near 0 from the persistent cache)."""
+        signature = self._signature(length, args)
+        if signature in self._compiled:
+            return 0.0
+        start = time.perf_counter()
+        self._compiled[signature] = self._jitted.lower(length, *args).compile()
+        return time.perf_counter() - start
+
+    def __call__(self, length: int, *args) -> tuple[Any, float]:
+        """Run one chunk; returns (outputs, seconds spent compiling for this call)."""
+        compile_seconds = self.compile(length, *args)
+        return self._compiled[self._signature(length, args)](*args), compile_seconds
+
+
+class _ChunkProgram(CompiledChunks):
     """The jit-compiled chunks of training steps for one structural configuration.
 
     One program per chunk length (a static argument); each step of a chunk runs
@@ -245,8 +290,7 @@ class _ChunkProgram:
         self.method_key = method_key
         self.batch_size = batch_size
         self.optimizer = optax.scale_by_adam(*adam)
-        self._compiled: dict[Any, Any] = {}
-        self._jitted = jax.jit(self._chunk, static_argnums=0, donate_argnums=(1, 2))
+        super().__init__()
 
     def init_optimizer(self, params: Params) -> Any:
         return self.optimizer.init(params)
@@ -291,29 +335,6 @@ class _ChunkProgram:
 
         (params, opt_state, skipped), outputs = jax.lax.scan(body, carry, jnp.arange(length))
         return params, opt_state, skipped, outputs
-
-    def lower(self, length: int, *args) -> Any:
-        """The lowered chunk program (for inspection: precision attributes, no conditionals)."""
-        return self._jitted.lower(length, *args)
-
-    def compile(self, length: int, *args) -> float:
-        """Compile the chunk of `length` steps for these arguments' shapes; returns the seconds
-        spent (0 when this process compiled it already; near 0 from the persistent cache)."""
-        signature = jax.tree_util.tree_map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
-        signature = jax.tree_util.tree_flatten(signature)
-        signature = (length, tuple(signature[0]), signature[1])
-        if signature in self._compiled:
-            return 0.0
-        start = time.perf_counter()
-        self._compiled[signature] = self._jitted.lower(length, *args).compile()
-        return time.perf_counter() - start
-
-    def __call__(self, length: int, *args) -> tuple[Any, float]:
-        """Run one chunk; returns (outputs, seconds spent compiling for this call)."""
-        compile_seconds = self.compile(length, *args)
-        signature = jax.tree_util.tree_map(lambda a: (jnp.shape(a), jnp.result_type(a)), args)
-        signature = jax.tree_util.tree_flatten(signature)
-        return self._compiled[(length, tuple(signature[0]), signature[1])](*args), compile_seconds
 
 
 @functools.lru_cache(maxsize=16)

@@ -86,8 +86,8 @@ def test_no_step_of_the_group_program_is_conditional_and_the_tail_runs_in_one_st
                    pool=None, overlap=False)
     chunks = [(steps, outputs["loss"].shape) for steps, outputs in group.run()]
     assert chunks == [(5, (5, 2)), (5, (5, 2)), (2, (2, 2))] and group.step == 12  # (steps, shapes)
-    compiled = {key[0]: executable.as_text() for key, executable in group._compiled.items()}
-    assert set(compiled) == {5, 1}
+    compiled = {key[0]: executable.as_text() for key, executable in group.program._compiled.items()}
+    assert {5, 1} <= set(compiled)  # the program is shared by every group of this structure
     assert all(" while(" in text and not re.search(r"\sconditional\(", text) for text in compiled.values())
 
 
