@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from scipy.spatial import cKDTree
 
-from benchmarks.speed import RESULTS, SWEEP_MESH
+from benchmarks.speed import SWEEP_MESH, write_results
 from diffcd import Fitter, make_config, nearest
 from diffcd.io import load_point_cloud
 
@@ -98,8 +98,6 @@ def main() -> None:
         for row in rows:
             print(json.dumps({"points": points, **row}), flush=True)
     backend = report["backend"]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"search-{backend}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# DiffCD's exact search on in-fit inputs ({backend})", "",
              f"{report['date']}, JAX {report['jax']}; {args.preset} DiffCD fits on clouds sampled from "
              f"{SWEEP_MESH.name}; `nearest.exact_targets` alone on the inputs of the steps shown, best "
@@ -112,8 +110,7 @@ def main() -> None:
             lines.append(f"| {points:,} | {r['step']} | {r['valid']} | {r['certified']} | {r['tree']} | "
                          f"{r['brute']} | {r['median_distance']} | {r['max_error']:.1e} | {r['ms']} |")
         lines.append(f"| {points:,} | sum | | | | | | | {round(sum(r['ms'] for r in rows), 1)} |")
-    (RESULTS / f"search-{backend}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(f"search-{backend}", report, lines)
 
 
 if __name__ == "__main__":

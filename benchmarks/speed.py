@@ -536,6 +536,14 @@ def cloud_size_sweep(sizes: list[int], preset: str, method: str, steps: int, rep
              "relative_to_smallest": round(1 / best[size] / base, 3)} for size in sizes]
 
 
+def write_results(stem: str, report: dict, lines: list[str]) -> None:
+    """benchmarks/results/<stem>.json (the report) and .md (the lines), and print the lines."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def _sweep_report(rows: list[dict]) -> dict:
     return {"date": time.strftime("%Y-%m-%d %H:%M"), "backend": jax.default_backend(),
             "cpu_count": os.cpu_count(), "jax": jax.__version__, "cloud": f"{SWEEP_MESH.name} sampled",
@@ -569,9 +577,6 @@ def whole_fit_sweep(sizes: list[int], preset: str, method: str, rounds: int) -> 
 def _write_whole_fit_report(rows: list[dict], args: argparse.Namespace) -> None:
     report = _sweep_report(rows)
     backend = report["backend"]
-    RESULTS.mkdir(exist_ok=True)
-    stem = f"speed-cloud-size-whole-fit-{backend}"
-    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Whole-fit training speed against cloud size ({backend}, {report['cpu_count']} cores)", "",
              f"{report['date']}, JAX {report['jax']}; {args.method}, {args.preset} ({rows[0]['steps']:,} steps), "
              f"clouds sampled from {SWEEP_MESH.name}; {args.whole_fits} rounds, one fit per size a round. "
@@ -580,8 +585,7 @@ def _write_whole_fit_report(rows: list[dict], args: argparse.Namespace) -> None:
     for r in rows:
         lines.append(f"| {r['points']:,} | {', '.join(map(str, r['steps_per_second']))} | "
                      f"{', '.join(map(str, r['relative_to_smallest']))} |")
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(f"speed-cloud-size-whole-fit-{backend}", report, lines)
 
 
 def sweep_main() -> None:
@@ -605,8 +609,6 @@ def sweep_main() -> None:
         print(json.dumps(row), flush=True)
     report = _sweep_report(rows)
     backend = report["backend"]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"speed-cloud-size-{backend}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Steps/s against cloud size ({backend}, {report['cpu_count']} cores)", "",
              f"{report['date']}, JAX {report['jax']}; {args.method}, {args.preset}, clouds sampled from "
              f"{SWEEP_MESH.name}; best of {args.repeats} interleaved chunks of {args.steps} steps"
@@ -618,8 +620,7 @@ def sweep_main() -> None:
         lines.append(f"| {r['points']:,} | {r['steps_per_second']} | {r['relative_to_smallest']} | "
                      f"{r['setup_seconds']} | {r.get('setup_tree_and_sigma_seconds', '')} | "
                      f"{r.get('setup_method_seconds', '')} |")
-    (RESULTS / f"speed-cloud-size-{backend}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(f"speed-cloud-size-{backend}", report, lines)
 
 
 if __name__ == "__main__":
