@@ -22,7 +22,7 @@ from pathlib import Path
 import jax
 
 from benchmarks.quality import load_case
-from benchmarks.speed import parse_variant
+from benchmarks.speed import parse_variant, run_interleaved
 from diffcd.compilation_cache import enable_compilation_cache
 from diffcd.fit import Fitter
 from diffcd.presets import make_config
@@ -39,17 +39,7 @@ def paired_fits(cloud, preset: str, variants: list[str]) -> list[dict]:
         fitters[v] = Fitter(cloud, make_config(preset, method, method_overrides=overrides))
     for fitter in fitters.values():
         fitter.compile()
-    runs = {v: f.run() for v, f in fitters.items()}
-    marks = {v: [(0, 0.0)] for v in variants}  # (step, training seconds so far) after each chunk
-    live = list(variants)
-    while live:
-        for v in list(live):
-            try:
-                next(runs[v])
-            except StopIteration:
-                live.remove(v)
-                continue
-            marks[v].append((fitters[v].state.step, fitters[v].summary()["train_seconds"]))
+    marks = run_interleaved(fitters)
     rows = []
     for v, fitter in fitters.items():
         summary = fitter.summary()
