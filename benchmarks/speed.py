@@ -588,11 +588,11 @@ def whole_fit_sweep(sizes: list[int], preset: str, method: str, rounds: int) -> 
             steps[size] = summary["steps"]
             rates[size].append(summary["steps"] / summary["train_seconds"])
         print("  " + ", ".join(f"{size:,} points: {rates[size][-1]:.2f} steps/s" for size in sizes), flush=True)
+    relative = {size: [r / base for r, base in zip(rates[size], rates[sizes[0]])] for size in sizes}
     return [{"preset": preset, "method": method, "points": size, "steps": steps[size],
              "steps_per_second": [round(r, 2) for r in rates[size]],
-             "relative_to_smallest": [round(r / base, 3) for r, base in zip(rates[size], rates[sizes[0]])],
-             "median_relative_to_smallest": round(float(np.median(
-                 [r / base for r, base in zip(rates[size], rates[sizes[0]])])), 3)}
+             "relative_to_smallest": [round(r, 3) for r in relative[size]],
+             "median_relative_to_smallest": round(float(np.median(relative[size])), 3)}
             for size in sizes]
 
 
