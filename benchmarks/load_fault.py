@@ -224,7 +224,7 @@ def _hostile(url: str, work: Path, rec: Recorder, hub_url: str) -> None:
 
 
 def run(sessions: int = 8, time_limit: float = 90.0, write: bool = True) -> dict:
-    from hub.devserver import HubServer
+    from tools.hubserver import HubServer
     from space import QUEUE_MAX_SIZE, build_app, launch_options
     from space.limits import Limits
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
+from diffcd.methods import METHODS
+
 from hub.errors import HubError, remember_secret
 
 LIBRARY_NAME = "diffcd"
@@ -22,8 +24,6 @@ these only the JSON files and the safetensors are loaded."""
 
 def method_label(method: str) -> str:
     """A method's display name from the library's registry (DiffCD, IGR, ...), else the name."""
-    from diffcd.methods import METHODS  # lazily: the dev server must start without JAX
-
     spec = METHODS.get(method)
     return spec.title if spec else method
 
@@ -32,7 +32,7 @@ def resolve_endpoint(endpoint: str | None = None) -> str:
     """`endpoint`, else HF_ENDPOINT as set now, else huggingface_hub's default.
 
     Also turns Xet uploads off for any endpoint other than huggingface.co: a self-hosted or local
-    Hub (like hub.devserver) speaks classic LFS only, and huggingface_hub would otherwise pick Xet
+    Hub (like tools.hubserver) speaks classic LFS only, and huggingface_hub would otherwise pick Xet
     whenever the hf_xet package is installed.
     """
     from huggingface_hub import constants

@@ -10,7 +10,7 @@ from hub.errors import scrub
 
 EPILOG = """\
 The Hub address comes from HF_ENDPOINT (default https://huggingface.co); to try this offline run
-`python -m hub.devserver` and export the HF_ENDPOINT it prints. Tokens come from --token, else
+`python -m tools.hubserver` and export the HF_ENDPOINT it prints. Tokens come from --token, else
 HF_TOKEN, else `hf auth login`; they are never printed or written anywhere.
 """
 

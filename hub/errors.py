@@ -12,12 +12,7 @@ import os
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-try:
-    from diffcd.errors import DiffCDError as _Base
-    from diffcd.errors import LimitError as _Limit
-except ImportError:  # the devserver and the error types work without the library
-    _Base = Exception
-    _Limit = Exception
+from diffcd.errors import DiffCDError, LimitError
 
 __all__ = [
     "HubError",
@@ -84,7 +79,7 @@ def scrub(text: str) -> str:
     return text
 
 
-class HubError(_Base):
+class HubError(DiffCDError):
     """A Hub operation failed. ``str(e)`` names the repo, the problem and what to do."""
 
     def __init__(self, message: str, *, repo_id: str | None = None):
@@ -112,7 +107,7 @@ class UploadError(HubError):
     """The Hub failed during a push; the remote repo was left as it was."""
 
 
-class LimitExceededError(HubError, _Limit):
+class LimitExceededError(HubError, LimitError):
     """A repo's file, a pull's total or its network exceeds a bound; nothing too big was fetched."""
 
 

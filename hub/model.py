@@ -21,16 +21,19 @@ from typing import Any
 
 from huggingface_hub import ModelHubMixin
 
-from diffcd.export import export_config, export_sdf
+from diffcd.export import export_config, export_sdf, read_config
 from diffcd.networks import parameter_count
 from diffcd.sdf import FittedSDF
 
 from hub._common import CARD_FILE, CONFIG_FILE, LIBRARY_NAME, WEIGHTS_FILE, repo_name, resolve_endpoint, resolve_token
 from hub.card import BASE_TAGS, LICENSE, PAPER_URL, build_model_card
-from hub.errors import request_scope
+from hub.errors import request_scope, translate
 from hub.limits import DEFAULT_PULL_LIMITS, PullLimits
+from hub.pull import download_checkpoint, load_folder
+from hub.push import open_repo
 
-__all__ = ["SDFModel"]
+__all__ = ["SDFModel", "load_sdf"]
+
 
 class SDFModel(FittedSDF, ModelHubMixin, library_name=LIBRARY_NAME, license=LICENSE, tags=list(BASE_TAGS),
                paper_url=PAPER_URL):
@@ -74,9 +77,6 @@ class SDFModel(FittedSDF, ModelHubMixin, library_name=LIBRARY_NAME, license=LICE
         (nothing is committed), every failure is a HubError sentence.
         """
         import tempfile
-
-        from hub.errors import translate
-        from hub.push import open_repo
 
         repo_name(repo_id)
         endpoint = resolve_endpoint(endpoint)
@@ -125,8 +125,6 @@ class SDFModel(FittedSDF, ModelHubMixin, library_name=LIBRARY_NAME, license=LICE
     def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | os.PathLike | None,
                          force_download: bool, local_files_only: bool, token: str | bool | None,
                          endpoint: str | None = None, limits: PullLimits = DEFAULT_PULL_LIMITS) -> "SDFModel":
-        from hub.pull import download_checkpoint, load_folder
-
         if os.path.isdir(model_id):
             folder, label = Path(model_id), model_id
         else:
@@ -135,7 +133,19 @@ class SDFModel(FittedSDF, ModelHubMixin, library_name=LIBRARY_NAME, license=LICE
                                          local_files_only=local_files_only)
             label = f"{model_id}@{folder.name[:12]}"
         fitted = load_folder(folder, label, limits)
-        from diffcd.export import read_config
-
         metadata = read_config(folder / CONFIG_FILE, limits.network, name=label).get("metadata") or {}
         return cls.from_fitted(fitted, metadata=metadata)
+
+
+@request_scope
+def load_sdf(repo_id: str, revision: str | None = None, token: str | bool | None = None, *,
+             endpoint: str | None = None, limits: PullLimits = DEFAULT_PULL_LIMITS):
+    """The FittedSDF published at `repo_id` (a branch, tag or commit sha as `revision`).
+
+    A thin call to ``hub.SDFModel.from_pretrained`` (the Hub's own model convention):
+
+        from hub import load_sdf
+        sdf = load_sdf("user/bunny-diffcd")
+        mesh = sdf.extract_mesh(256)
+    """
+    return SDFModel.from_pretrained(repo_id, revision=revision, token=token, endpoint=endpoint, limits=limits)

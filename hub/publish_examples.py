@@ -7,7 +7,7 @@ Each fit is written as a run folder RUNS_DIR/<example>-<method> (the layout of d
 with a subsample of the example's cloud as cloud.npy, and pushed to NAME/<example>-<method>.
 A run folder that already exists is published as it is, without fitting again (pass --refit to
 redo it), so an interrupted publication resumes where it stopped. The same run folders can
-pre-fill the dev server: `python -m hub.devserver --seed-examples RUNS_DIR`.
+pre-fill the dev server: `python -m tools.hubserver --seed-examples RUNS_DIR`.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="A cpu-quick fit takes up to two and a half minutes per example and method on two CPU "
                "cores (DiffCD; the other methods well under a minute). Existing run "
                "folders in --out are published without refitting; --no-push only fits (e.g. to prepare "
-               "`python -m hub.devserver --seed-examples OUT`).")
+               "`python -m tools.hubserver --seed-examples OUT`).")
     parser.add_argument("--namespace", help="user or organisation to publish under (required unless --no-push)")
     parser.add_argument("--preset", default="cpu-quick", help="fit preset: cpu-quick, gpu-demo or paper "
                                                               "(default cpu-quick)")

@@ -25,7 +25,7 @@ from hub.errors import (HubError, LimitExceededError, NotACheckpointError, is_un
                         translate)
 from hub.limits import DEFAULT_PULL_LIMITS, PullLimits
 
-__all__ = ["PullResult", "pull_checkpoint", "load_sdf", "download_checkpoint", "load_folder"]
+__all__ = ["PullResult", "pull_checkpoint", "download_checkpoint", "load_folder"]
 
 logger = logging.getLogger(__name__)
 LOADED_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, METRICS_FILE)
@@ -301,18 +301,3 @@ def _write_mesh(sdf, resolution: int, path: Path, label: str) -> None:
     tmp.write_bytes(mesh.export(file_type="glb"))
     os.replace(tmp, path)
 
-
-@request_scope
-def load_sdf(repo_id: str, revision: str | None = None, token: str | bool | None = None, *,
-             endpoint: str | None = None, limits: PullLimits = DEFAULT_PULL_LIMITS):
-    """The FittedSDF published at `repo_id` (a branch, tag or commit sha as `revision`).
-
-    A thin call to ``hub.SDFModel.from_pretrained`` (the Hub's own model convention):
-
-        from hub import load_sdf
-        sdf = load_sdf("user/bunny-diffcd")
-        mesh = sdf.extract_mesh(256)
-    """
-    from hub.model import SDFModel
-
-    return SDFModel.from_pretrained(repo_id, revision=revision, token=token, endpoint=endpoint, limits=limits)

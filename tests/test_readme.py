@@ -1,5 +1,5 @@
 """Every ```python and ```bash block of README.md runs as written, against a live app (python app.py)
-and the loopback Hub server (python -m hub.devserver, as HF_ENDPOINT).
+and the loopback Hub server (python -m tools.hubserver, as HF_ENDPOINT).
 
 A block may be preceded by a marker line (an HTML comment, invisible on GitHub and the Hub):
 
@@ -96,7 +96,7 @@ def _publish_the_readme_s_checkpoint(env: dict[str, str], scratch: Path) -> None
 def live(environment, scratch):
     """The loopback Hub and `python app.py` on free ports; yields the environment blocks run in."""
     hub_port, app_port = _free_port(), _free_port()
-    hub = subprocess.Popen([sys.executable, "-m", "hub.devserver", "--port", str(hub_port), "--token", "hf_readme"],
+    hub = subprocess.Popen([sys.executable, "-m", "tools.hubserver", "--port", str(hub_port), "--token", "hf_readme"],
                            cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     env = {**environment, "HF_ENDPOINT": f"http://127.0.0.1:{hub_port}", "GRADIO_SERVER_PORT": str(app_port)}
     app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,

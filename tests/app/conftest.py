@@ -1,7 +1,7 @@
 """Fixtures of the app tests: the app on a loopback port with a tiny preset, a loopback Hub, a client.
 
 One app serves the whole test session (building it imports JAX and compiles nothing; each fit
-compiles its own small program). The Hub is hub.devserver's loopback server; huggingface_hub gets
+compiles its own small program). The Hub is tools.hubserver's loopback server; huggingface_hub gets
 a temporary home, no stored login and no telemetry.
 """
 
@@ -31,7 +31,7 @@ def hf_home(tmp_path_factory):
 @pytest.fixture(scope="session")
 def hub(hf_home):
     """A loopback Hub: TOKEN belongs to USER."""
-    from hub.devserver import HubServer
+    from tools.hubserver import HubServer
 
     server = HubServer({TOKEN: USER})
     server.start()

@@ -30,7 +30,7 @@ def _fit(handlers, session, seed=0):
 @pytest.fixture
 def dying_hub(hf_home):
     """A loopback Hub of its own that drops the connection, without answering, at the first commit."""
-    from hub.devserver import HubServer
+    from tools.hubserver import HubServer
 
     server = HubServer({TOKEN: USER})
     handle = server.app.handle

@@ -9,7 +9,7 @@ import pytest
 from _hfsandbox import seal_huggingface_hub
 from _hubtest import OTHER_TOKEN, TOKEN, make_fitted
 
-from hub.devserver import HubServer
+from tools.hubserver import HubServer
 
 
 @pytest.fixture

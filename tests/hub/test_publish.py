@@ -13,7 +13,7 @@ from _hubtest import ROOT, TOKEN
 from huggingface_hub import HfApi, hf_hub_download
 
 from hub import list_checkpoints
-from hub.devserver import HubServer
+from tools.hubserver import HubServer
 from hub.publish_examples import main, seed_server
 
 
@@ -44,7 +44,7 @@ def test_publish_then_seed_a_fresh_server(hub_server, api, tmp_path, capsys):
         assert "cloud.npy" in HfApi(endpoint=fresh.url).list_repo_files("examples/sphere-igr")
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hub.devserver", "--port", "0", "--token", TOKEN, "--seed-examples", str(runs),
+        [sys.executable, "-m", "tools.hubserver", "--port", "0", "--token", TOKEN, "--seed-examples", str(runs),
          "--seed-namespace", "examples"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})

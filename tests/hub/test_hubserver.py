@@ -1,4 +1,4 @@
-"""The dev server, driven by the real huggingface_hub client (never a mock)."""
+"""The loopback Hub server (tools.hubserver), driven by the real huggingface_hub client (never a mock)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_download
 from huggingface_hub import errors as hf_errors
 
-from hub.devserver import HubServer
+from tools.hubserver import HubServer
 
 from _hubtest import OTHER_TOKEN, ROOT, TOKEN
 
@@ -223,15 +223,35 @@ def test_keep_alive_reads_every_body(hub_server):
 
 def test_command_line_server(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hub.devserver", "--port", "0", "--token", "hf_cli_tok", "--data", str(tmp_path)],
+        [sys.executable, "-m", "tools.hubserver", "--port", "0", "--token", "hf_cli_tok", "--data", str(tmp_path)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         line = proc.stdout.readline()
         assert line.startswith("Hub dev server at http://127.0.0.1:"), line + proc.stderr.read()
         url = line.split()[4]
-        assert "hf_cli_tok" not in line
+        hint = proc.stdout.readline()
+        assert "hf_cli_tok" not in line + hint and "HF_TOKEN=<one of your --token values>" in hint
         assert HfApi(endpoint=url, token="hf_cli_tok").whoami()["name"] == "user"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_command_line_server_without_a_token_never_prints_its_default_token():
+    from tools.hubserver import DEFAULT_TOKEN
+
+    help_text = subprocess.run([sys.executable, "-m", "tools.hubserver", "--help"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout
+    assert DEFAULT_TOKEN in help_text  # documented where a user looks first
+    proc = subprocess.Popen([sys.executable, "-m", "tools.hubserver", "--port", "0"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("Hub dev server at http://127.0.0.1:"), line + proc.stderr.read()
+        hint = proc.stdout.readline()
+        assert DEFAULT_TOKEN not in line + hint and "--help" in hint and "--token values" not in hint
+        assert HfApi(endpoint=line.split()[4], token=DEFAULT_TOKEN).whoami()["name"] == "user"
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -4,6 +4,7 @@ It implements the part of the API that `huggingface_hub` 2.4 calls for creating 
 files (regular and classic LFS uploads), listing and downloading them, refs, branches, tags,
 `list_models` and `whoami`. It exists so that `hub/` can be tested, and tried by a user, with no
 access to huggingface.co: point `HF_ENDPOINT` (or `endpoint=`) at it and set `HF_HUB_DISABLE_XET=1`.
+It is a development tool: nothing under diffcd/, hub/ or space/ imports it.
 
 Storage is git-like and content-addressed: blobs are stored by sha256; a commit holds the full file
 map ``{path: (sha256, size, is_lfs, git_oid)}`` and its parent; branches and tags point at
@@ -12,8 +13,9 @@ map ``{path: (sha256, size, is_lfs, git_oid)}`` and its parent; branches and tag
     with HubServer(tokens={"hf_dev": "user"}) as server:
         api = HfApi(endpoint=server.url, token="hf_dev")
 
-Command line: ``python -m hub.devserver [--port 8090] [--data DIR] [--token TOKEN]
-[--user NAME] [--seed-examples RUNS_DIR --seed-namespace NAME]``.
+Command line: ``python -m tools.hubserver [--port 8090] [--data DIR] [--token TOKEN]
+[--user NAME] [--seed-examples RUNS_DIR --seed-namespace NAME]``. Without ``--token`` it accepts
+``DEFAULT_TOKEN`` (``hf_local``); it never prints a token.
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import yaml
 
-__all__ = ["HubServer", "main"]
+__all__ = ["HubServer", "DEFAULT_TOKEN", "main"]
 
+DEFAULT_TOKEN = "hf_local"
+"""The token the command-line server accepts when no --token is given (for user DEFAULT_USER)."""
+DEFAULT_USER = "user"
 REPO_TYPES = ("model", "dataset", "space")
 LFS_SIZE_THRESHOLD = 10 * 1024 * 1024  # the Hub stores anything this big (or binary) with LFS
 TREE_PAGE_SIZE = 1000
@@ -476,7 +481,7 @@ class HubApp:
         return Response.json({
             "type": "user", "id": req.user, "name": req.user, "fullname": req.user, "email": None,
             "emailVerified": False, "isPro": False, "orgs": [{"type": "org", "name": o} for o in orgs],
-            "auth": {"type": "access_token", "accessToken": {"displayName": "devserver", "role": "write"}},
+            "auth": {"type": "access_token", "accessToken": {"displayName": "hubserver", "role": "write"}},
         })
 
     def validate_yaml(self, req: Request) -> Response:
@@ -890,7 +895,7 @@ class HubApp:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: every request body must be read in full
-    server_version = "diffcd-hub-devserver/1"
+    server_version = "diffcd-hubserver/1"
     app: HubApp
     quiet: bool = True
 
@@ -964,7 +969,7 @@ class HubServer:
         handler = type("Handler", (_Handler,), {"app": self.app, "quiet": self.quiet})
         self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="hub-devserver", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="hubserver", daemon=True)
         self._thread.start()
         return self.url
 
@@ -1009,18 +1014,19 @@ class HubServer:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m hub.devserver",
+        prog="python -m tools.hubserver",
         description="Run a local stand-in for the Hugging Face Hub (enough of its API for huggingface_hub "
                     "to create repos, push, pull and list models). Point clients at it with "
-                    "HF_ENDPOINT=http://HOST:PORT and HF_HUB_DISABLE_XET=1.")
+                    "HF_ENDPOINT=http://HOST:PORT and HF_HUB_DISABLE_XET=1, and set HF_TOKEN to a token it "
+                    f"accepts: a --token value, or {DEFAULT_TOKEN} when none is given.")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: only this machine can connect)")
     parser.add_argument("--port", type=int, default=8090, help="port to listen on; 0 picks a free one (default 8090)")
     parser.add_argument("--data", metavar="DIR", default=None,
                         help="keep repos in this directory across restarts (default: in memory only)")
     parser.add_argument("--token", action="append", default=None, metavar="TOKEN",
-                        help="an access token the server accepts, repeatable (default: hf_devserver_token)")
-    parser.add_argument("--user", default="user",
+                        help=f"an access token the server accepts, repeatable (default: {DEFAULT_TOKEN})")
+    parser.add_argument("--user", default=DEFAULT_USER,
                         help="the user name the tokens belong to; they may write under this namespace (default user)")
     parser.add_argument("--org", action="append", default=[], metavar="NAME",
                         help="an organisation the user belongs to, so it may push under NAME/..., repeatable")
@@ -1035,7 +1041,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    tokens = args.token or ["hf_devserver_token"]
+    tokens = args.token or [DEFAULT_TOKEN]
     namespace = args.seed_namespace or args.user
     orgs = {org: [args.user] for org in [*args.org, namespace] if org != args.user}
     server = HubServer({t: args.user for t in tokens}, orgs=orgs, storage_dir=args.data, host=args.host,
@@ -1050,7 +1056,8 @@ def main(argv: list[str] | None = None) -> int:
             for line in seed_server(url, tokens[0], args.seed_examples, namespace):
                 print(line, flush=True)
         print(f"Hub dev server at {url} (user {args.user!r}; storage: {args.data or 'memory'})", flush=True)
-        print(f"  export HF_ENDPOINT={url} HF_HUB_DISABLE_XET=1 HF_TOKEN=<one of the --token values>", flush=True)
+        token = "one of your --token values" if args.token else "the default token, see --help"
+        print(f"  export HF_ENDPOINT={url} HF_HUB_DISABLE_XET=1 HF_TOKEN=<{token}>", flush=True)
         threading.Event().wait()
     except KeyboardInterrupt:
         pass
