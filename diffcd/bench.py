@@ -274,11 +274,12 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(commands) -> None:
     """The `bench` subcommand (called by diffcd.cli.build_parser)."""
+    from diffcd._help import HelpFormatter
     from diffcd.presets import DEFAULT_PRESET, PRESETS
 
     bench = commands.add_parser(
         "bench", help="fit every shape of a dataset with every method and noise level; write the table",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="example: python -m diffcd bench examples --methods diffcd igr --noise none --out runs/table",
     )
     bench.add_argument("dataset", help="a folder with index.json (like examples/) or sibling folders of "

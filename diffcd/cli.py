@@ -9,6 +9,7 @@ import time
 import warnings
 from pathlib import Path
 
+from diffcd._help import HelpFormatter
 from diffcd.errors import DiffCDError
 
 FIT_EXAMPLE = "python -m diffcd fit examples/torus_cloud.npy --gt-mesh examples/torus_gt.ply --out runs/torus"
@@ -89,6 +90,9 @@ def _report(summary: dict) -> None:
 def _mesh(args: argparse.Namespace) -> int:
     from diffcd.export import load_sdf
 
+    if not Path(args.checkpoint).exists():
+        raise DiffCDError(f"{args.checkpoint} does not exist: pass a run folder (python -m diffcd fit --out ...) "
+                          "or an export folder.")
     fitted = load_sdf(args.checkpoint)
     mesh = fitted.extract_mesh(args.resolution)
     out = Path(args.out) if args.out else Path(args.checkpoint) / f"mesh_{args.resolution}.ply"
@@ -148,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     fit = commands.add_parser("fit", help="fit an SDF to a point cloud and write a run folder",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              formatter_class=HelpFormatter)
     fit.add_argument("cloud", help="point cloud (.npy .npz .xyz .txt .pts .ply .obj .off .stl; "
                                    "a mesh file is sampled on its surface)")
     fit.add_argument("--out", required=True, help="run folder to write (mesh.ply, mesh.glb, "
@@ -175,14 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.set_defaults(handler=_fit)
 
     mesh = commands.add_parser("mesh", help="re-mesh a stored SDF without refitting",
-                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                               formatter_class=HelpFormatter)
     mesh.add_argument("checkpoint", help="a run folder or export folder (model.safetensors + config.json)")
     mesh.add_argument("--resolution", type=int, default=256, help="grid resolution")
     mesh.add_argument("--out", help="mesh file to write (.ply .glb .obj .stl .off; default CHECKPOINT/mesh_RES.ply)")
     mesh.set_defaults(handler=_mesh)
 
     evaluate = commands.add_parser("eval", help="compare a mesh with a ground-truth mesh",
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                   formatter_class=HelpFormatter)
     evaluate.add_argument("mesh", help="the estimated mesh, or a run/export folder whose SDF is meshed")
     evaluate.add_argument("gt_mesh", help="the ground-truth mesh")
     evaluate.add_argument("--protocol", default="default", choices=list(PROTOCOLS),

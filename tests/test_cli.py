@@ -83,6 +83,7 @@ def test_existing_run_is_not_overwritten(run_dir, capsys):
         (["fit", "missing.npy", "--out", "{tmp}/x"], "missing.npy"),
         (["fit", str(SPHERE), "--preset", "paper", "--steps", "0", "--out", "{tmp}/x"], "steps"),
         (["mesh", "{tmp}"], "not a diffcd checkpoint"),
+        (["mesh", "{tmp}/nope"], "nope does not exist"),
         (["eval", "{tmp}/nope.ply", str(SPHERE_GT)], "nope.ply"),
     ],
 )
@@ -138,6 +139,41 @@ def test_fit_help_lists_the_noise_settings():
     fit = build_parser()._subparsers._group_actions[0].choices["fit"]
     text = fit.format_help()
     assert "--noise" in text and "medium" in text and "max" in text
+
+
+@pytest.mark.parametrize("command", ["fit", "mesh", "eval", "bench"])
+def test_help_shows_each_default_once_and_none_where_there_is_none(command):
+    from diffcd.cli import build_parser
+
+    parser = build_parser()._subparsers._group_actions[0].choices[command]
+    formatter = parser._get_formatter()
+    shown = {action.dest: formatter._expand_help(action) for action in parser._actions if action.help}
+    for dest, text in shown.items():
+        assert text.count("(default") <= 1, text
+        assert "(default: None)" not in text and "(default: False)" not in text, text
+    if command in ("fit", "bench"):  # --out is required: there is no default to show
+        assert "default" not in shown["out"]
+    if command == "fit":
+        assert shown["method"].endswith("(default: diffcd)") and shown["steps"].endswith("(default: the preset's)")
+
+
+def test_help_formatter_rules():
+    import argparse
+
+    from diffcd._help import HelpFormatter
+
+    parser = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    parser.add_argument("--a", default=3, help="plain")
+    parser.add_argument("--b", help="said (default: the preset's)")
+    parser.add_argument("--c", default=5, help="said (default 5)")
+    parser.add_argument("--d", required=True, default="x", help="required")
+    parser.add_argument("--e", nargs="+", default=["p", "q"], help="many")
+    parser.add_argument("--f", action="store_true", help="flag")
+    parser.add_argument("--g", default="1%", help="percent")
+    text = " ".join(parser.format_help().split())
+    assert "plain (default: 3)" in text and "(default: the preset's) (default" not in text
+    assert "(default 5) (default" not in text and "required (default" not in text
+    assert "many (default: p q)" in text and "flag (default" not in text and "percent (default: 1%)" in text
 
 
 def test_time_ladder_presets_build_and_are_listed():
