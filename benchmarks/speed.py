@@ -441,7 +441,7 @@ def main() -> None:
 
 
 FLOP_MODEL = (
-    "Why the ratio cannot go much lower while following method.md: with F the cost of one network "
+    "Why the ratio cannot go much lower while following docs/method.md (§4): with F the cost of one network "
     "pass at one point (0.92 MFLOP for the paper net), a spatial gradient costs 2F, a parameter "
     "gradient of f 3F, and a parameter gradient of the eikonal term 6F (it differentiates through "
     "∇ₓf). IGR's step is 5,000 points at 3F plus 5,625 eikonal points at 6F = 48,750F. DiffCD's is "

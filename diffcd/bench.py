@@ -33,14 +33,14 @@ SETTINGS_KEYS = ("preset", "steps", "seed", "resolution", "max_points", "hidden_
 """Settings a resumed table must share with its finished fits."""
 ROW_FILE = "row.json"
 PAPER_SETTINGS = ("neural-pull", "igr", "siren:area_weight=0.033", "siren:area_weight=0.33", "diffcd")
-"""The five method settings of the paper's table (method.md §8)."""
+"""The five method settings of the paper's table (docs/method.md §8)."""
 ALIASES = {"paper": PAPER_SETTINGS, "siren": ("siren:area_weight=0.033", "siren:area_weight=0.33")}
 EVALUATORS: dict[str, Callable[[Path, Any], dict[str, float]] | None] = {
     "default": None,
     "paper": lambda run_dir, gt_mesh: _paper_protocol_scores(run_dir, gt_mesh),
 }
 """Evaluation protocols: name -> f(run folder, gt_mesh) -> evaluate_mesh-like scores. "default"
-is the one runs.write_run computes (diffcd.metrics.evaluate_mesh, method.md §7); "paper" re-meshes
+is the one runs.write_run computes (diffcd.metrics.evaluate_mesh, docs/method.md §7); "paper" re-meshes
 the fit at 512³ with the original's grid spacing and scores it with its definitions."""
 
 
@@ -300,7 +300,7 @@ def add_parser(commands) -> None:
     bench.add_argument("--resolution", type=int, help="final mesh resolution (default: the preset's)")
     bench.add_argument("--eval-samples", type=int, default=30_000, help="surface samples per mesh for the metrics")
     bench.add_argument("--protocols", nargs="+", default=list(EVALUATORS), choices=list(EVALUATORS),
-                       help="evaluation protocols: default (ours, method.md §7) and paper (the original's "
+                       help="evaluation protocols: default (ours, docs/method.md §7) and paper (the original's "
                             "512³ mesh spacing and definitions, for numbers next to the paper's table)")
     bench.add_argument("--max-points", type=int, default=1_000_000, help="downsample larger clouds to this many points")
     bench.add_argument("--shapes-per-device", type=int, default=8, help="most shapes per device in one compiled program")

@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="default: true grid step (upper - lower)/(n - 1); paper: the original "
                           "code's, for numbers next to the paper's tables: grid step (upper - lower)/n "
                           "and 512³ when meshing a folder, Hausdorff values on a second sample draw, "
-                          "plus the Hausdorff normal angle (README: 'Evaluation protocols')")
+                          "plus the Hausdorff normal angle (docs/method.md §7)")
     evaluate.add_argument("--resolution", type=int, help="grid resolution when MESH is a folder (default 512)")
     evaluate.add_argument("--samples", type=int, default=30_000, help="surface samples per mesh")
     evaluate.add_argument("--threshold", type=float, help="F-score distance (default: 1%% of the GT's longest side)")

@@ -1,4 +1,4 @@
-"""Loss terms (method.md §4) as pure functions returning per-element values.
+"""Loss terms (docs/method.md §4) as pure functions returning per-element values.
 
 Reduction is the caller's job, as in optax. Every function is jit- and grad-safe.
 

@@ -1,4 +1,4 @@
-"""Mesh extraction (method.md §6): grid evaluation + marching cubes, coarse-to-fine.
+"""Mesh extraction (docs/method.md §6): grid evaluation + marching cubes, coarse-to-fine.
 
 Grid evaluation is the whole cost of meshing on a CPU. `extract_mesh` evaluates the SDF densely
 only in blocks that may hold the zero level set: blocks of a hierarchy are tested at their

@@ -129,7 +129,7 @@ def evaluate_mesh(
     seed: int = 0,
     protocol: str = "default",
 ) -> dict:
-    """Compares a reconstructed mesh with a ground-truth mesh (method.md section 7).
+    """Compares a reconstructed mesh with a ground-truth mesh (docs/method.md §7).
 
     Both meshes get ``n_samples`` area-uniform samples with face normals, drawn with the same
     seed (so a mesh compared with itself scores exactly 0). With d_gt the distance of each GT

@@ -96,7 +96,7 @@ DEFAULT_PRESET = "cpu-quick"
 
 @dataclasses.dataclass(frozen=True)
 class NoiseSetting:
-    """The paper's settings for noisy clouds (method.md §4): a stronger eikonal term and, at
+    """The paper's settings for noisy clouds (docs/method.md §4): a stronger eikonal term and, at
     maximum noise, a lower learning rate."""
 
     name: str

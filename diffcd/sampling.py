@@ -1,4 +1,4 @@
-"""Query sampling (method.md §3): local sigma, local/global/area samples, batch draws.
+"""Query sampling (docs/method.md §3): local sigma, local/global/area samples, batch draws.
 
 Host-side set-up (KD-tree queries) uses numpy/scipy and runs once per fit; the per-step draws are
 pure JAX functions of a PRNG key so they run inside the jit-compiled training chunk.
