@@ -123,3 +123,26 @@ def test_the_checks_see_what_they_should(tmp_path):
     page = tmp_path / "p.md"
     page.write_text("# Title\n## 1. One\n### 1.2 Sub\n## Two\n")
     assert headings(page) == {"1", "1.2"}
+
+
+_WRITES = re.compile(r"""save_pretrained\(["']([^"']+)["']|out_dir=["']([^"']+)["']|--out[ =]([^\s`'")\]]+)""")
+
+
+def test_the_readme_examples_write_into_ignored_folders():
+    """What the READMEs' examples save, pull or fit lands in a folder git ignores (runs/), never
+    in a tracked folder, and no two examples share a folder by accident of naming."""
+    if subprocess.run(["git", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("git is not installed")
+    written = []
+    for page in ("README.md", "hub/README.md"):
+        for match in _WRITES.finditer((ROOT / page).read_text()):
+            folder = next(group for group in match.groups() if group)
+            if not folder.isupper() and not folder.startswith(("$", "/", "<")):  # DIR, RUNS_DIR: placeholders
+                written.append((page, folder))
+    assert any("save_pretrained" in (ROOT / p).read_text() for p, _ in written)
+    tracked = [f"{page}: {folder}" for page, folder in written
+               if subprocess.run(["git", "check-ignore", "-q", "--no-index", folder.rstrip("/") + "/"],
+                                 cwd=ROOT).returncode != 0]
+    assert not tracked, f"README examples write into folders git does not ignore: {tracked}"
+    saved = {folder for page, folder in written if page == "README.md"}
+    assert "runs/saved/torus" in saved and "runs/pulled/torus" in saved
