@@ -64,13 +64,14 @@ class CompareTab(FitTab):
             siren among those chosen; unused viewers empty), the metrics table with one row per
             finished method, a status line and the colour legend (HTML).
         """
-        loaded = self._load_cloud(cloud, example, warn=False)
+        check_cloud_choice(cloud, example, max_bytes=self.limits.max_upload_bytes)
         chosen = check_methods(methods)
         app_preset = check_preset(preset, self.presets)
         settings = check_settings("diffcd", steps=steps, seed=seed)
         configs = {m: self._config(app_preset, m, settings) for m in chosen}
-        stopped = self.store.stop_check(request, "compare")
-        with self.line.enter(self.store.key(request), "comparison") as job, self.store.busy(request):
+        stopped = self._stop_check(request, "compare")
+        with self._job(request, "comparison") as job:
+            loaded = self._read_cloud(cloud, example, request, warn=False)
             for position in job.wait():
                 if stopped():
                     break
@@ -79,7 +80,7 @@ class CompareTab(FitTab):
             if stopped():
                 yield (*[gr.skip()] * MAX_VIEWERS, gr.skip(), "**Stopped** before the comparison started.", gr.skip())
                 return
-            budget = Budget(self.limits.max_request_seconds).begin()
+            budget = job.budget(self.limits.max_request_seconds)
             yield from self._compare_on_device(loaded, chosen, app_preset, settings, configs, stopped, budget,
                                                request)
 
@@ -118,7 +119,7 @@ class CompareTab(FitTab):
                     if progress.snapshot:
                         update[index] = progress.snapshot
                     yield (*update, gr.skip(), self._status(event, title, prefix=prefix), gr.skip())
-                if self.store.is_closed(request):
+                if self.store.is_closed(request) or stopped.caller_gone():  # no one to show it to
                     shutil.rmtree(folder, ignore_errors=True)
                     return
                 yield (*skip_views, gr.skip(), f"{prefix}**{title}**: meshing and scoring…", gr.skip())
@@ -142,7 +143,7 @@ class CompareTab(FitTab):
             else:
                 row["note"] = "no surface found"
             if summary.get("cancelled") and not stopped():
-                row["note"] = f"stopped: the whole comparison has {seconds(self.max_fit_seconds)}"
+                row["note"] = f"stopped: the whole comparison has {seconds(budget.seconds)}"
             rows.append(row)
             yield (*update, table(), f"{prefix}**{title}** done in {seconds(summary['fit_seconds'])}.", gr.skip())
         done = len(rows)

@@ -3,20 +3,27 @@ that turn settings and state into objects."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import shutil
+import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import gradio as gr
 import trimesh
 
 from diffcd import DiffCDError, load_mesh, load_sdf
 from diffcd.export import export_sdf
-from space.jobs import ComputeLine
+from space.clients import Client, ClientResolver, ConfirmedTokens
+from space.connection import client_connected
+from space.jobs import ComputeLine, Job
 from space.limits import Limits
+from space.pool import ReadPool
 from space.presets import AppPreset
+from space.remote import download
 from space.sessions import SessionStore
-from space.validation import LoadedCloud, load_cloud
+from space.validation import LoadedCloud, file_path, file_text, is_url, load_cloud
 
 
 def bounded(fitted, *, max_faces: int | None, should_stop: Callable[[], bool] | None):
@@ -31,6 +38,21 @@ def bounded(fitted, *, max_faces: int | None, should_stop: Callable[[], bool] | 
 
     Bounded.__name__ = Bounded.__qualname__ = base.__name__
     return Bounded(**{f.name: getattr(fitted, f.name) for f in dataclasses.fields(fitted)})
+
+
+@dataclasses.dataclass(frozen=True)
+class StopCheck:
+    """Whether a job should stop: Stop was pressed, the tab was closed, or the caller is gone."""
+
+    stop_pressed: Callable[[], bool]
+    connected: Callable[[], bool]
+
+    def __call__(self) -> bool:
+        return self.stop_pressed() or not self.connected()
+
+    def caller_gone(self) -> bool:
+        """Nobody waits for the result any more: skip the work that would only show it."""
+        return not self.connected()
 
 
 class AppContext:
@@ -48,8 +70,81 @@ class AppContext:
         self.presets = presets
         self.store = store
         self.hub_endpoint = hub_endpoint
-        self.line = ComputeLine(jobs_per_session=limits.jobs_per_session, max_waiting=limits.max_waiting_jobs)
+        self.line = ComputeLine(jobs_per_client=limits.jobs_per_client, max_waiting=limits.max_waiting_jobs)
+        self.reads = ReadPool(total=limits.reads_at_once, per_client=limits.reads_per_client,
+                              max_waiting=limits.reads_waiting, wait_seconds=limits.read_wait_seconds)
+        self.clients = ClientResolver(trusted_proxy_hops=limits.trusted_proxy_hops or 0,
+                                      tokens=ConfirmedTokens(self._token_owner))
         self._examples: dict[str, tuple[str, str]] = {}
+
+    # -- who asks, and their share ------------------------------------------------------------
+    def _token_owner(self, token: str) -> str | None:
+        from hub.account import token_owner
+
+        return token_owner(token, endpoint=self.hub_endpoint)
+
+    def client(self, request) -> Client:
+        """The client a request counts against (space.clients)."""
+        return self.clients(request)
+
+    def _quota(self, client: Client) -> float | None:
+        limits = self.limits
+        return limits.signed_in_device_seconds_per_hour if client.signed_in else limits.device_seconds_per_hour
+
+    @contextlib.contextmanager
+    def _job(self, request, kind: str) -> Iterator[Job]:
+        """Join the device line as the request's client, with the session marked busy meanwhile."""
+        client = self.client(request)
+        with self.line.enter(client.key, kind, described=client.described, quota=self._quota(client)) as job, \
+                self.store.busy(request):
+            yield job
+
+    def _stop_check(self, request, kind: str) -> "StopCheck":
+        """True once Stop is pressed, the tab is closed, or the caller's connection is gone."""
+        return StopCheck(self.store.stop_check(request, kind), client_connected())
+
+    # -- reading visitors' files in the bounded pool -------------------------------------------
+    @contextlib.contextmanager
+    def _reading(self, request, what: str) -> Iterator[Callable]:
+        """Hold one of the client's read slots; yields `local(value, suffixes)`, which gives an
+        upload's path, or downloads a URL (within the URL bounds) into a folder deleted afterwards."""
+        scratch: list[Path] = []
+
+        def local(value, suffixes: tuple[str, ...] | None = None) -> Path | None:
+            text = file_text(value)
+            if text is None or not is_url(text):
+                return file_path(value)
+            folder = self.store.folder(request) / f"download-{uuid.uuid4().hex}"
+            scratch.append(folder)
+            return download(text, folder, suffixes=suffixes, max_bytes=self.limits.max_url_bytes,
+                            seconds=self.limits.url_seconds)
+
+        with self.reads.slot(self.client(request), what):
+            try:
+                yield local
+            finally:
+                for folder in scratch:
+                    shutil.rmtree(folder, ignore_errors=True)
+
+    def _read_cloud(self, cloud, example, request, *, warn: bool = True) -> LoadedCloud:
+        """The chosen cloud, downloaded if it is a URL and parsed once, in a read slot (a built-in
+        example needs no slot)."""
+        if file_path(cloud) is None:
+            return self._load_cloud(None, example, warn=warn)
+        with self._reading(request, "the point cloud") as local:
+            from diffcd.io import SUPPORTED_EXTENSIONS
+
+            return self._load_cloud(local(cloud, SUPPORTED_EXTENSIONS), example, warn=warn)
+
+    def _read_mesh(self, value, request, title: str) -> trimesh.Trimesh:
+        """A visitor's mesh (upload or URL), read within the input bounds in a read slot."""
+        from diffcd.io import MESH_EXTENSIONS
+
+        with self._reading(request, "the mesh") as local:
+            try:
+                return load_mesh(local(value, MESH_EXTENSIONS), limits=self.limits.input_limits())
+            except DiffCDError as error:
+                raise gr.Error(str(error), title=title) from None
 
     @property
     def max_points(self) -> int:

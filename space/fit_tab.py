@@ -150,7 +150,7 @@ class FitTab(AppContext):
             one; cloud↔surface distances always) and downloads: GLB, PLY, OBJ and a checkpoint
             zip (config.json + model.safetensors, loadable with diffcd.load_sdf).
         """
-        loaded = self._load_cloud(cloud, example, warn=False)
+        check_cloud_choice(cloud, example, max_bytes=self.limits.max_upload_bytes)
         check_method(method)
         app_preset = check_preset(preset, self.presets)
         settings = check_settings(method, steps=steps, width=width, depth=depth,
@@ -158,10 +158,11 @@ class FitTab(AppContext):
                                   resolution=mesh_resolution, noise=noise)
         config = self._config(app_preset, method, settings)
         title = METHODS[method].title
-        stopped = self.store.stop_check(request, "fit")
-        notes = "".join(f"⚠ {n}\n\n" for n in loaded.notes)
+        stopped = self._stop_check(request, "fit")
         skip3 = (gr.skip(),) * 3
-        with self.line.enter(self.store.key(request), "fit") as job, self.store.busy(request):
+        with self._job(request, "fit") as job:
+            loaded = self._read_cloud(cloud, example, request, warn=False)
+            notes = "".join(f"⚠ {n}\n\n" for n in loaded.notes)
             for position in job.wait():
                 if stopped():
                     break
@@ -171,7 +172,7 @@ class FitTab(AppContext):
                 yield (gr.skip(), gr.skip(), "**Stopped** before the fit started.",
                        self._progress(None, stage="cancelled", title=title), *skip3)
                 return
-            budget = Budget(self.limits.max_request_seconds).begin()
+            budget = job.budget(self.limits.max_request_seconds)
             yield from self._fit_on_device(loaded, method, title, config, app_preset, notes, stopped, budget,
                                            request)
 
@@ -191,7 +192,7 @@ class FitTab(AppContext):
             yield (update.snapshot or gr.skip(), viewer.loss_frame(fitter.history),
                    self._status(event, title, prefix=notes),
                    self._progress(event, stage="fitting", title=title), gr.skip(), gr.skip(), gr.skip())
-        if self.store.is_closed(request):  # the tab was closed: no one to show the result to
+        if self.store.is_closed(request) or stopped.caller_gone():  # no one to show the result to
             shutil.rmtree(folder, ignore_errors=True)
             return
         result = event.result
@@ -219,9 +220,9 @@ class FitTab(AppContext):
         progress["summary"] = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))}
         verb = "Stopped" if cancelled else "Done"
         if cancelled and not stopped():
-            notes += (f"⚠ This app stops a fit after {seconds(self.limits.fit_share * (self.max_fit_seconds or 0))} "
-                      "to leave time for meshing within its limit; the model so far is below. Run longer fits "
-                      "locally (python app.py) or with the CLI.\n\n")
+            notes += (f"⚠ This app stops a fit after {seconds(self.limits.fit_share * (budget.seconds or 0))} "
+                      f"to leave time for meshing within {budget.limit}; the model so far is below. Run longer "
+                      "fits locally (python app.py) or with the CLI.\n\n")
         status = (f"{notes}**{verb}: {title}, {summary['steps']:,} steps in {seconds(summary['fit_seconds'])}** "
                   f"(compile {summary['compile_seconds']:.1f} s, {summary['steps_per_second']:.1f} steps/s, "
                   f"{summary.get('backend', 'cpu').upper()})")

@@ -11,7 +11,6 @@ import pandas as pd
 from diffcd import DiffCDError
 from space.context import AppContext
 from space.errors import catch_all
-from space.jobs import Budget
 from space.outputs import checkpoint_zip, error_message, mesh_files, number, plain_markdown
 from space.validation import check_repo_id, check_resolution
 
@@ -93,10 +92,10 @@ class HubTab(AppContext):
         if revision is not None and len(revision) > 200:
             raise gr.Error("That revision is too long to be a branch, tag or commit sha.")
         token = (token or "").strip() or None
-        stopped = self.store.stop_check(request, "fit")
-        with self.line.enter(self.store.key(request), "pull") as job, self.store.busy(request):
+        stopped = self._stop_check(request, "fit")
+        with self._job(request, "pull") as job:
             job.wait_quietly()
-            budget = Budget(self.limits.max_request_seconds).begin()
+            budget = job.budget(self.limits.max_request_seconds)
             try:
                 # No token typed: anonymous, never the server's own HF_TOKEN or login.
                 pulled = pull_checkpoint(repo_id, revision=revision, token=token or False, resolution=None,

@@ -12,7 +12,7 @@ from space import viewer
 from space.context import AppContext
 from space.sessions import SHARED_FOLDER
 from space.errors import catch_all
-from space.validation import LoadedCloud
+from space.validation import LoadedCloud, file_path
 
 
 _EXAMPLES_LOCK = threading.Lock()
@@ -76,7 +76,9 @@ class CloudInputs(AppContext):
             The cloud as a GLB of small glyphs and a Markdown description. A cloud larger than the
             app's limit is downsampled, with a warning.
         """
-        loaded = self._load_cloud(cloud, None)
+        if file_path(cloud) is None:
+            raise gr.Error("Upload a point cloud file first.")
+        loaded = self._read_cloud(cloud, None, request)
         folder = self.store.folder(request)
         path = viewer.cloud_glb(loaded.cloud.points, folder / f"upload-{time.time_ns()}.glb")
         for old in folder.glob("upload-*.glb"):

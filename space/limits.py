@@ -16,7 +16,8 @@ from typing import Mapping
 
 ENV_PREFIX = "DIFFCD_SPACE_"
 _OFF = {"", "0", "none", "off", "no"}
-_LEGACY_NAMES = {"max_request_seconds": "DIFFCD_SPACE_MAX_FIT_SECONDS"}
+_LEGACY_NAMES = {"max_request_seconds": "DIFFCD_SPACE_MAX_FIT_SECONDS",
+                 "jobs_per_client": "DIFFCD_SPACE_JOBS_PER_SESSION"}
 """Older variable names still honoured (a newer name wins)."""
 
 
@@ -48,8 +49,22 @@ class Limits:
         600.0, "Wall-time limit of every compute request (fit with its final mesh, a whole comparison, "
         "re-mesh, pull and mesh), counted from when it gets the device", "s")
     fit_share: float = _field(0.8, "Share of that limit a fit may train before it is stopped and meshed", "")
-    jobs_per_session: int = _field(1, "Compute jobs one session may have waiting or running", "")
-    max_waiting_jobs: int = _field(16, "Compute jobs waiting for the device, all sessions together", "")
+    jobs_per_client: int = _field(1, "Compute jobs one client (a signed-in user, else a network address; "
+                                  "an IPv6 address by its /64) may have waiting or running", "")
+    max_waiting_jobs: int = _field(16, "Compute jobs waiting for the device, all clients together", "")
+    device_seconds_per_hour: float | None = _field(
+        1800.0, "Device time one client may use in any hour (its jobs' wall time on the device)", "s")
+    signed_in_device_seconds_per_hour: float | None = _field(
+        3600.0, "Device time a signed-in Hugging Face user may use in any hour", "s")
+    reads_at_once: int = _field(4, "Visitors' files downloaded or parsed at once, all clients together "
+                                "(each within the reader's memory bound)", "files")
+    reads_per_client: int = _field(1, "Files one client may have downloaded or parsed at once", "")
+    reads_waiting: int = _field(8, "Requests waiting for a read slot, all clients together (more are "
+                                "refused at once)", "requests")
+    read_wait_seconds: float = _field(60.0, "Longest wait for a read slot before the request is refused", "s")
+    trusted_proxy_hops: int | None = _field(
+        1, "Proxies in front of the app whose X-Forwarded-For entries are trusted (none: the socket "
+        "peer is the client)", "")
     session_max_age: float = _field(2 * 3600.0, "A session folder idle this long is deleted", "s")
     sweep_seconds: float = _field(600.0, "How often idle session folders are looked for", "s")
     cache_max_age: float = _field(1800.0, "Gradio's copies of outputs (meshes, snapshots, downloads) "
@@ -67,8 +82,11 @@ class Limits:
 
     @classmethod
     def local(cls) -> "Limits":
-        """A workstation: no wall-time limit, a few jobs per session; memory bounds as on a Space."""
-        return cls(max_request_seconds=None, jobs_per_session=4, session_max_age=6 * 3600.0)
+        """A workstation: no wall-time or device-time limit, a few jobs per client, no proxy in front;
+        memory bounds as on a Space."""
+        return cls(max_request_seconds=None, jobs_per_client=4, session_max_age=6 * 3600.0,
+                   device_seconds_per_hour=None, signed_in_device_seconds_per_hour=None,
+                   trusted_proxy_hops=None)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> "Limits":

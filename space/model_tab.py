@@ -19,7 +19,6 @@ from diffcd.metrics import cloud_surface_distances, evaluate_mesh
 from space.checkpoint_upload import unpack_checkpoint
 from space.context import AppContext
 from space.errors import catch_all
-from space.jobs import Budget
 from space.outputs import mesh_files, metrics_table
 from space.validation import check_resolution
 
@@ -45,10 +44,10 @@ class ModelTab(AppContext):
         """
         current = self._current(current)
         resolution = check_resolution(resolution)
-        stopped = self.store.stop_check(request, "fit")
-        with self.line.enter(self.store.key(request), "re-mesh") as job, self.store.busy(request):
+        stopped = self._stop_check(request, "fit")
+        with self._job(request, "re-mesh") as job:
             job.wait_quietly()
-            budget = Budget(self.limits.max_request_seconds).begin()
+            budget = job.budget(self.limits.max_request_seconds)
             sdf = self._sdf(current)
             start = time.perf_counter()
             mesh = sdf.extract_mesh(resolution, max_faces=self.limits.max_mesh_faces,
@@ -65,7 +64,8 @@ class ModelTab(AppContext):
         return str(glb), [str(glb), str(ply), str(obj)], status, state
 
     @catch_all("Cannot evaluate")
-    def evaluate(self, ground_truth: str | None = None, current: dict | None = None) -> pd.DataFrame:
+    def evaluate(self, ground_truth: str | None = None, current: dict | None = None,
+                 request: gr.Request = None) -> pd.DataFrame:
         """Score this session's current mesh: against a ground-truth mesh and against its cloud.
 
         Args:
@@ -81,17 +81,22 @@ class ModelTab(AppContext):
         if not current.get("mesh") or not Path(current["mesh"]).is_file():
             raise gr.Error("This model has no mesh (no surface was found); mesh it first with a "
                            "finer resolution, or fit again.")
-        gt_path = ground_truth or current.get("gt_mesh")
         cloud_path = current.get("cloud")
         has_cloud = bool(cloud_path) and Path(cloud_path).is_file()
-        if not gt_path and not has_cloud:
+        if not ground_truth and not current.get("gt_mesh") and not has_cloud:
             raise gr.Error("Upload a ground-truth mesh to score this model (it has no input cloud "
                            "to compare with).")
+        if ground_truth:  # the visitor's file: read in a read slot within the input bounds
+            reference = self._read_mesh(ground_truth, request, "Cannot read the ground-truth mesh")
+        elif current.get("gt_mesh"):  # a built-in example's own mesh
+            reference = load_mesh(current["gt_mesh"])
+        else:
+            reference = None
         try:
             mesh = trimesh.load(current["mesh"], process=False)
             summary: dict = {}
-            if gt_path:
-                summary["eval"] = evaluate_mesh(mesh, load_mesh(gt_path))
+            if reference is not None:
+                summary["eval"] = evaluate_mesh(mesh, reference)
             if has_cloud:
                 points = np.load(cloud_path, allow_pickle=False)
                 summary["cloud_distances"] = cloud_surface_distances(points, mesh)
@@ -100,21 +105,25 @@ class ModelTab(AppContext):
         return metrics_table(summary, current.get("units") or "")
 
 
-    def _checkpoint_mesh(self, checkpoint: str | None, resolution, request, kind: str):
-        """Unpack a visitor's checkpoint zip within the bounds, load it and mesh it in the compute line.
+    def _checkpoint_mesh(self, checkpoint: str | None, resolution, request, kind: str, ground_truth=None):
+        """Join the compute line, then read a visitor's checkpoint zip (and ground-truth mesh) in a
+        read slot within the bounds, load the model and mesh it once the job has the device.
 
-        Returns (the mesh, the session folder it is in, seconds meshing took)."""
+        Returns (the mesh, the session folder it is in, seconds meshing took, the ground truth or None)."""
         if not checkpoint:
             raise gr.Error("Give a checkpoint zip (the *-checkpoint.zip that Fit and Pull offer), "
                            "as an upload or an http(s) URL.", title="Missing checkpoint")
         resolution = check_resolution(resolution)
-        stopped = self.store.stop_check(request, "fit")
-        with self.line.enter(self.store.key(request), kind) as job, self.store.busy(request):
-            job.wait_quietly()
-            budget = Budget(self.limits.max_request_seconds).begin()
+        stopped = self._stop_check(request, "fit")
+        with self._job(request, kind) as job:
             folder = self.store.fresh_folder(request, kind)
-            unpack_checkpoint(checkpoint, folder, max_file_bytes=self.limits.max_upload_bytes,
-                              network=self.limits.network_limits())
+            with self._reading(request, "the checkpoint zip") as local:
+                unpack_checkpoint(local(checkpoint, (".zip",)), folder, max_file_bytes=self.limits.max_upload_bytes,
+                                  network=self.limits.network_limits())
+            reference = None if ground_truth is None else \
+                self._read_mesh(ground_truth, request, "Cannot read the ground-truth mesh")
+            job.wait_quietly()
+            budget = job.budget(self.limits.max_request_seconds)
             try:
                 sdf = load_sdf(folder, limits=self.limits.network_limits(), name="The checkpoint zip")
             except DiffCDError as error:
@@ -124,7 +133,7 @@ class ModelTab(AppContext):
             mesh = sdf.extract_mesh(resolution, max_faces=self.limits.max_mesh_faces,
                                     should_stop=lambda: budget.expired() or stopped())
             seconds = time.perf_counter() - start
-        return mesh, folder, seconds
+        return mesh, folder, seconds, reference
 
     @staticmethod
     def _label(checkpoint: str) -> str:
@@ -148,7 +157,7 @@ class ModelTab(AppContext):
         Returns:
             The mesh (GLB), downloads (GLB, PLY, OBJ) and a status line.
         """
-        mesh, folder, seconds = self._checkpoint_mesh(checkpoint, resolution, request, "remesh")
+        mesh, folder, seconds, _ = self._checkpoint_mesh(checkpoint, resolution, request, "remesh")
         resolution = check_resolution(resolution)
         label = self._label(checkpoint)
         glb, ply, obj = mesh_files(mesh, folder, f"{label}-{resolution}")
@@ -178,11 +187,8 @@ class ModelTab(AppContext):
         if not ground_truth:
             raise gr.Error("Give a ground-truth mesh (.ply .obj .off .stl .glb) to score the checkpoint "
                            "against.", title="Missing ground truth")
-        try:
-            reference = load_mesh(ground_truth, limits=self.limits.input_limits())
-        except DiffCDError as error:
-            raise gr.Error(str(error), title="Cannot read the ground-truth mesh") from None
-        mesh, _, _ = self._checkpoint_mesh(checkpoint, resolution, request, "evaluate")
+        mesh, _, _, reference = self._checkpoint_mesh(checkpoint, resolution, request, "evaluate",
+                                                      ground_truth=ground_truth)
         if len(mesh.faces) == 0:
             raise gr.Error("The checkpoint has no surface at this resolution; try a finer resolution.")
         try:

@@ -1,7 +1,7 @@
 """Files given by URL: a cloud passed as "https://..." instead of an upload, bounded like an upload.
 
 Gradio downloads a URL given for a File input itself, with no size or time bound. Every file
-input of the app is a `BoundedFile`, which downloads URLs here instead: the size is capped
+input of the app is a `BoundedFile`, which leaves URLs to be downloaded here instead: the size is capped
 before and while reading, the whole download has a deadline, redirects are followed a few
 times and re-checked, and, unless DIFFCD_ALLOW_PRIVATE_URLS=1, only public internet addresses
 are contacted (no loopback, private, link-local or cloud-metadata address: a public Space must
@@ -9,7 +9,8 @@ not become a proxy into its own network). The connection goes to the address tha
 so a DNS answer that changes between check and connect does not get through.
 
 This is what lets an MCP client (or gradio_client, with `handle_file(url)`) fit a cloud given by
-URL on the public Space with exactly the bounds of an upload.
+URL on the public Space with exactly the bounds of an upload. The app calls `download` inside a
+slot of its read pool, so slow URLs can hold at most that pool's slots, never the server's threads.
 """
 
 from __future__ import annotations
@@ -181,31 +182,23 @@ def _remove(folder: Path) -> None:
 
 
 class BoundedFile(gr.File):
-    """gr.File whose URL inputs are downloaded by space.remote.download (size, time, address bounds).
+    """gr.File whose URL inputs are left for the event to download, in the app's read pool.
 
-    Shown in the page exactly as gr.File (is_template); API and MCP callers may pass an
-    http(s) URL instead of uploading.
+    Gradio downloads a URL given for a File input before the event runs, with no bound on how many
+    run at once, in the threads every visitor's events need. This component hands the URL to the
+    event unchanged instead; the event downloads it with `download` inside a slot of the app's
+    bounded read pool (space.pool), counted against the caller's client. Shown in the page exactly
+    as gr.File (is_template); API and MCP callers may pass an http(s) URL instead of uploading.
     """
 
     is_template = True
 
-    def _suffixes(self) -> tuple[str, ...] | None:
-        types = self.file_types or []
-        return tuple(t.lower() for t in types if t.startswith(".")) or None
-
-    def _download(self, url: str) -> str:
-        path = str(download(url, self.GRADIO_CACHE, suffixes=self._suffixes()))
-        self.temp_files.add(path)
-        return path
-
     async def async_move_resource_to_block_cache(self, url_or_file_path):
         if isinstance(url_or_file_path, str) and client_utils.is_http_url_like(url_or_file_path):
-            from anyio import to_thread
-
-            return await to_thread.run_sync(self._download, url_or_file_path)
+            return url_or_file_path
         return await super().async_move_resource_to_block_cache(url_or_file_path)
 
     def move_resource_to_block_cache(self, url_or_file_path):
         if isinstance(url_or_file_path, str) and client_utils.is_http_url_like(url_or_file_path):
-            return self._download(url_or_file_path)
+            return url_or_file_path
         return super().move_resource_to_block_cache(url_or_file_path)

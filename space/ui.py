@@ -264,7 +264,7 @@ def build_app(
 
         # ------------------------------------------------------------------------------ events
         # Compute jobs enter at once and wait in the app's own line (space.jobs): one runs at a time,
-        # a session has at most limits.jobs_per_session, and a full line says when to retry.
+        # a client has at most limits.jobs_per_client and its device time, and a full line says when to retry.
         compute = {"concurrency_limit": None}
         fit_inputs = [upload, example, method, preset, steps, width, depth, eikonal, area, seed, resolution, noise,
                       current]

@@ -39,14 +39,25 @@ class LoadedCloud:
         return self.example.units if self.example else ""
 
 
-def _file_path(upload) -> Path | None:
+def file_text(upload) -> str | None:
+    """What a file input holds: the path of an upload, or the http(s) URL an API caller gave."""
     if upload is None or upload == "":
         return None
     if isinstance(upload, dict):  # a FileData payload
         upload = upload.get("path")
     if isinstance(upload, (list, tuple)):
-        raise gr.Error("Upload one point cloud file, not several.")
-    return Path(str(upload))
+        raise gr.Error("Upload one file, not several.")
+    return None if upload is None or upload == "" else str(upload)
+
+
+def is_url(text: str) -> bool:
+    return text[:8].lower().startswith(("http://", "https://"))
+
+
+def file_path(upload) -> Path | None:
+    """An upload's path (None when nothing was given); a URL stays to be downloaded by the caller."""
+    text = file_text(upload)
+    return None if text is None else Path(text)
 
 
 def load_cloud(upload, example_id: str | None, *, max_points: int, warn: bool = True,
@@ -64,7 +75,7 @@ def load_cloud(upload, example_id: str | None, *, max_points: int, warn: bool = 
       gr.Error: nothing chosen, an unknown example, or a file diffcd cannot read (the library's
         message names the problem and what to do).
     """
-    path = _file_path(upload)
+    path = file_path(upload)
     example = None
     if path is None:
         if not example_id:
@@ -107,15 +118,16 @@ def check_file_size(path: Path, max_bytes: int | None) -> None:
 def check_cloud_choice(upload, example_id: str | None, *, max_bytes: int | None) -> None:
     """A quick check before a job joins the line: a cloud is chosen, the example exists, the file is
     not too large. The file is parsed once, by the job itself."""
-    path = _file_path(upload)
-    if path is None:
+    text = file_text(upload)
+    if text is None:
         if not example_id:
             raise gr.Error("Upload a point cloud or pick an example first.")
         if get_example(example_id) is None:
             names = ", ".join(e.id for e in list_examples()) or "none are installed"
             raise gr.Error(f"There is no example named {example_id!r}; choose one of: {names}.")
         return
-    check_file_size(path, max_bytes)
+    if not is_url(text):  # a URL's size is bounded while it downloads
+        check_file_size(Path(text), max_bytes)
 
 
 def check_method(method: str) -> str:

@@ -109,7 +109,7 @@ def test_events_that_parse_uploads_have_a_concurrency_limit(app_server):
 
 # ----------------------------------------------------------------------------- 4. time, queue, stop
 def test_one_session_cannot_hold_more_than_its_share_of_the_line():
-    line = ComputeLine(jobs_per_session=1, max_waiting=16)
+    line = ComputeLine(jobs_per_client=1, max_waiting=16)
     with line.enter("session-a", "fit"):
         with pytest.raises(gr.Error, match="already has 1 job"):
             with line.enter("session-a", "fit"):
@@ -121,7 +121,7 @@ def test_one_session_cannot_hold_more_than_its_share_of_the_line():
 
 
 def test_a_full_line_says_so_and_when_to_retry():
-    line = ComputeLine(jobs_per_session=1, max_waiting=2)
+    line = ComputeLine(jobs_per_client=1, max_waiting=2)
     with line.enter("a", "fit"), line.enter("b", "fit"):
         with pytest.raises(gr.Error, match=r"queue is full.*Try again in about \d+ min"):
             with line.enter("c", "fit"):
@@ -129,7 +129,7 @@ def test_a_full_line_says_so_and_when_to_retry():
 
 
 def test_jobs_run_one_at_a_time_in_arrival_order():
-    line = ComputeLine(jobs_per_session=1, max_waiting=8)
+    line = ComputeLine(jobs_per_client=1, max_waiting=8)
     order, running = [], []
 
     def job(name):

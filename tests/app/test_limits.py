@@ -23,7 +23,7 @@ def test_the_readme_table_of_bounds_is_the_code_s():
 
 def test_public_bounds_hold_as_a_space_and_local_ones_otherwise():
     assert Limits.from_environment({"SPACE_ID": "user/diffcd"}) == Limits.public()
-    assert Limits.public().max_request_seconds is not None and Limits.public().jobs_per_session == 1
+    assert Limits.public().max_request_seconds is not None and Limits.public().jobs_per_client == 1
     assert Limits.from_environment({}).max_request_seconds is None
 
 
@@ -31,7 +31,7 @@ def test_every_bound_can_be_overridden_and_the_time_limit_turned_off():
     env = {"SPACE_ID": "x", "DIFFCD_SPACE_MAX_REQUEST_SECONDS": "none", "DIFFCD_SPACE_MAX_POINTS": "1000",
            "DIFFCD_SPACE_JOBS_PER_SESSION": "3"}
     limits = Limits.from_environment(env)
-    assert limits.max_request_seconds is None and limits.max_points == 1000 and limits.jobs_per_session == 3
+    assert limits.max_request_seconds is None and limits.max_points == 1000 and limits.jobs_per_client == 3
     assert Limits.from_environment({"DIFFCD_SPACE_MAX_FIT_SECONDS": "30"}).max_request_seconds == 30
     with pytest.raises(ValueError, match="DIFFCD_SPACE_MAX_POINTS"):
         Limits.from_environment({"DIFFCD_SPACE_MAX_POINTS": "lots"})

@@ -1,0 +1,230 @@
+"""The public app against one client that acts like many: each attack runs against a running app
+on loopback, small enough for the fast suite.
+
+1. Polygon bombs: a mesh file whose faces have huge numbers of corners is refused with a sentence
+   before anything is built, by /preview_cloud, /fit and /evaluate_checkpoint alike.
+2. Slow URLs: many /fit calls whose cloud URL drips a byte at a time (a server on 127.0.0.1,
+   private URLs allowed for the test) hold at most the read pool's slots, so /load_example and
+   /stop stay fast for everyone.
+3. One client, many sessions: a flood of fresh sessions from one address gets one job into the
+   line; honest clients (other addresses, told apart by X-Forwarded-For behind the Space's proxy)
+   each wait for at most that one job of the attacker's.
+4. Orphans: a running fit whose caller disconnects stops within seconds and frees the device.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socketserver
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from _apptest import TINY_PRESET, app_error, fit_args, free_port
+
+ATTACKER = "203.0.113.66"
+HONEST = ("198.51.100.7", "2001:db8:aa:bb::1", "192.0.2.55")
+
+
+def _client(url: str, tmp_path, address: str | None = None, **options):
+    from gradio_client import Client
+
+    headers = {"X-Forwarded-For": f"10.0.0.9, {address}"} if address else None  # a spoofed entry first
+    return Client(url, verbose=False, analytics_enabled=False, headers=headers,
+                  download_files=str(tmp_path / f"downloads-{uuid.uuid4().hex[:6]}"), **options)
+
+
+# ----------------------------------------------------------------------------- a Space-like app
+@pytest.fixture(scope="module")
+def space_app(hub, tmp_path_factory):
+    """The app with a Space's bounds (1 job per client, the proxy's X-Forwarded-For trusted)."""
+    from space import QUEUE_MAX_SIZE, build_app, launch_options
+    from space.limits import Limits
+
+    limits = Limits.public().with_changes(max_points=50_000, max_request_seconds=120.0)
+    demo = build_app(extra_presets={TINY_PRESET.name: TINY_PRESET}, default_preset=TINY_PRESET.name,
+                     hub_endpoint=hub.url, session_root=tmp_path_factory.mktemp("space-sessions"), limits=limits)
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **launch_options(limits))
+    try:
+        yield f"http://127.0.0.1:{port}/", demo
+    finally:
+        demo.close()
+
+
+def _wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+# ----------------------------------------------------------------------------- 1. polygon bombs
+def _polygon_bomb(path, corners: int):
+    """Four vertices and one face that names them `corners` times: n − 2 triangles once fanned."""
+    face = " ".join(str(1 + i % 4) for i in range(corners))
+    path.write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nf " + face + "\n")
+    return path
+
+
+def test_a_polygon_bomb_is_refused_with_a_sentence_before_it_is_built(app_url, tmp_path):
+    from gradio_client import handle_file
+
+    bomb = _polygon_bomb(tmp_path / "bomb.obj", 1_000_000)  # 2 MB
+    client = _client(app_url, tmp_path)
+    start = time.monotonic()
+    message = app_error(client, "/preview_cloud", cloud=handle_file(str(bomb)))
+    assert time.monotonic() - start < 10
+    assert "corner" in message.lower() and "bomb.obj" in message, message
+    message = app_error(client, "/fit", **fit_args(cloud=handle_file(str(bomb)), example=None))
+    assert "corner" in message.lower() and "bomb.obj" in message, message
+
+
+# ----------------------------------------------------------------------------- 2. slow URLs
+class _Drip(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+@pytest.fixture
+def drip_url():
+    """A server on 127.0.0.1 that sends a .xyz file one byte every 0.5 s, until the test ends."""
+    done = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                while not done.wait(0.5):
+                    self.wfile.write(b"0")
+                    self.wfile.flush()
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = _Drip(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/cloud.xyz"
+    finally:
+        done.set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_flood_of_slow_urls_cannot_delay_cached_endpoints_or_stop(app_server, tmp_path, drip_url, monkeypatch):
+    url, demo = app_server
+    monkeypatch.setenv("DIFFCD_ALLOW_PRIVATE_URLS", "1")
+    visitor = _client(url, tmp_path)
+    assert visitor.predict("torus", api_name="/load_example")  # cached from now on
+    from gradio_client import handle_file
+
+    attacker = _client(url, tmp_path, max_workers=48)
+    jobs = [attacker.submit(**fit_args(cloud=handle_file(drip_url), example=None), api_name="/fit")
+            for _ in range(45)]
+    reads = demo.diffcd_handlers.reads
+    assert _wait_until(lambda: reads.snapshot()["reading"] >= 1, 20), reads.snapshot()
+    time.sleep(1.0)  # the flood has arrived
+    slowest = 0.0
+    for _ in range(3):
+        start = time.monotonic()
+        assert visitor.predict("torus", api_name="/load_example")
+        assert "Stopping" in visitor.predict(api_name="/stop")
+        slowest = max(slowest, time.monotonic() - start)
+    snapshot = reads.snapshot()
+    assert snapshot["reading"] <= reads.total and snapshot["waiting"] <= reads.max_waiting
+    assert slowest < 1.0, f"/load_example + /stop took {slowest:.2f} s during the flood"
+    for job in jobs:
+        job.cancel()
+
+
+# ----------------------------------------------------------------------------- 3. one client, many sessions
+def test_one_client_with_many_sessions_gets_one_job_and_honest_clients_wait_behind_one(space_app, tmp_path):
+    url, demo = space_app
+    line = demo.diffcd_handlers.line
+    long_fit = fit_args(steps=100_000)
+    sessions = [_client(url, tmp_path, ATTACKER) for _ in range(18)]
+    jobs = [c.submit(**long_fit, api_name="/fit") for c in sessions]
+    assert _wait_until(lambda: line.snapshot()["running"], 30), line.snapshot()
+    refused = 0
+    for job in jobs:
+        try:
+            job.result(timeout=0.1 if refused else 5)
+        except Exception as error:  # noqa: BLE001 - gradio_client raises AppError or TimeoutError
+            refused += "already has 1 job" in str(error)
+    assert refused >= 17 - 1, refused  # all but the running one (one may still be arriving)
+    assert _wait_until(lambda: line.snapshot()["clients"] == {f"addr:{ATTACKER}": 1}, 10), line.snapshot()
+    honest = []
+    for address in HONEST:
+        client = _client(url, tmp_path, address)
+        honest.append(client.submit(**fit_args(), api_name="/fit"))
+        time.sleep(0.3)
+    snapshot = line.snapshot()
+    assert snapshot["clients"][f"addr:{ATTACKER}"] == 1 and len(snapshot["clients"]) == 4, snapshot
+    assert "addr:2001:db8:aa:bb::/64" in snapshot["clients"]  # IPv6 counts per /64
+    for session in sessions:
+        session.predict(api_name="/stop")  # the attacker's own Stop ends its one job
+    for ahead_of_it, job in enumerate(honest):  # honest clients that arrived earlier
+        job.result(timeout=120)
+        waits = [o[2] for o in job.outputs() if isinstance(o[2], str) and "job(s) ahead" in o[2]]
+        first = int(waits[0].split("Waiting for the device: ")[1].split(" ")[0]) if waits else 0
+        assert first <= 1 + ahead_of_it, waits[:1]  # at most one of the attacker's jobs ahead
+
+
+def test_two_clients_are_told_apart_by_the_proxy_s_header_and_a_spoofed_entry_is_ignored(space_app, tmp_path):
+    from space.clients import ClientResolver, forwarded_address
+
+    _, demo = space_app
+    resolver = demo.diffcd_handlers.clients
+    assert resolver.trusted_proxy_hops == 1
+    assert str(forwarded_address(f"1.2.3.4, {ATTACKER}", "10.1.2.3", 1)) == ATTACKER
+    assert str(forwarded_address(f"{ATTACKER}, 10.16.3.80", "10.1.2.3", 2)) == ATTACKER  # a proxy's own hop
+    assert str(forwarded_address(f"{ATTACKER}", "127.0.0.1", 0)) == "127.0.0.1"  # locally: the peer
+    assert ClientResolver(trusted_proxy_hops=0)  # the local app trusts no header
+
+
+# ----------------------------------------------------------------------------- 4. orphans
+def _join(url: str, demo, api_name: str, data: list) -> tuple[str, httpx.Client, httpx.Response]:
+    """Join the queue over plain HTTP and open the event stream; returns (session, client, stream)."""
+    fn_index = next(i for i, fn in demo.fns.items() if fn.api_name == api_name)
+    session = uuid.uuid4().hex[:11]
+    http = httpx.Client(timeout=30)
+    http.post(f"{url}gradio_api/queue/join", json={"data": data, "fn_index": fn_index, "session_hash": session,
+                                                    "event_data": None, "trigger_id": None}).raise_for_status()
+    stream = http.send(http.build_request("GET", f"{url}gradio_api/queue/data", params={"session_hash": session}),
+                       stream=True)
+    return session, http, stream
+
+
+def test_a_fit_whose_caller_disconnects_stops_and_frees_the_device(app_server):
+    url, demo = app_server
+    line = demo.diffcd_handlers.line
+    args = fit_args(steps=100_000)
+    data = [args["cloud"], args["example"], args["method"], args["preset"], args["steps"], None, None, None, None,
+            0, None, "none", None]
+    _, http, stream = _join(url, demo, "fit", data)
+    fitting = False
+    for line_text in stream.iter_lines():
+        if line_text.startswith("data:") and '"fitting"' in line_text:
+            fitting = True
+            break
+    assert fitting and line.snapshot()["running"]
+    stream.close()
+    http.close()  # the caller is gone
+    start = time.monotonic()
+    assert _wait_until(lambda: not line.snapshot()["running"], 15), line.snapshot()
+    print(f"the orphaned fit freed the device {time.monotonic() - start:.1f} s after its caller left")
+    assert json.dumps(line.snapshot())
