@@ -1,5 +1,5 @@
-"""Load and fault test of the app (issue 8): concurrent gradio_client sessions, well-behaved and
-hostile, on one app and one loopback Hub, bounded in time, loopback only.
+"""Load and fault test of the app: concurrent gradio_client sessions, well-behaved and hostile, on
+one app with a Space's bounds and one loopback Hub, bounded in time, loopback only.
 
     python -m benchmarks.load_fault                 # 8 sessions; writes benchmarks/results/load-fault-cpu.{md,json}
     python -m benchmarks.load_fault --sessions 3 --no-write   # the small variant the test suite runs
@@ -9,9 +9,17 @@ with a tiny network, re-meshes, pushes to its own repo and pulls it back; one of
 fit. Hostile sessions send crafted heartbeat session ids (item 1), an oversize upload and an .npz
 that decompresses to far more than it weighs (item 2), a deeply nested pulled config (items 3
 and 6), a second fit while one waits (item 4) and a fit that would run for hours (the time limit).
-The script reports requests served, errors by kind, peak RSS, the longest wait, and checks that
-every well-behaved session got its own correct result, that no session could read another's
-files, and that peak memory stayed under the stated bound.
+Three attacks of one client that acts like many follow: one address opening 18 sessions, each
+starting a fit, while 3 honest clients start theirs (each honest fit must wait behind at most one
+of the attacker's jobs); a flood of /fit calls whose cloud URL drips one byte at a time
+(/load_example must stay under a second); and polygon bombs (mesh files whose faces have huge
+numbers of corners) sent at once to /preview_cloud and /fit (refused with a sentence, the app's
+memory under the bound). Every client is told apart as on a Space: by the X-Forwarded-For entry
+the front proxy appends.
+
+The script reports requests served, errors by kind, peak RSS, the longest wait, the figures of
+the three attacks, and checks that every well-behaved session got its own correct result, that
+no session could read another's files, and that peak memory stayed under the stated bound.
 """
 
 from __future__ import annotations
@@ -100,7 +108,7 @@ class Recorder:
 
 def _kind(message: str) -> str:
     text = message.lower()
-    for words, kind in (("queue is full", "queue full"), ("already has", "one job per session"),
+    for words, kind in (("queue is full", "queue full"), ("already has", "one job per client"),
                         ("limit", "over a limit"), ("disk", "disk full"), ("memory", "out of memory"),
                         ("nested", "nested file"), ("not a diffcd", "not a checkpoint"),
                         ("cannot reach", "hub unreachable"), ("unexpected", "unexpected")):
@@ -109,11 +117,19 @@ def _kind(message: str) -> str:
     return "other"
 
 
+def _client(url: str, work: Path, address: str, **options):
+    """A gradio_client session that the app's front proxy would report as coming from `address`."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False, analytics_enabled=False, headers={"X-Forwarded-For": address},
+                  download_files=str(work / f"dl-{address}-{time.monotonic_ns()}"), **options)
+
+
 def _well_behaved(index: int, url: str, work: Path, rec: Recorder, stop_midway: bool) -> None:
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
     from trimesh import load as load_mesh
 
-    client = Client(url, verbose=False, analytics_enabled=False, download_files=str(work / f"dl-{index}"))
+    client = _client(url, work, f"198.51.100.{10 + index}")
     radius = 0.5 + 0.25 * index
     rng = np.random.default_rng(index)
     points = rng.normal(size=(3000, 3))
@@ -171,7 +187,7 @@ def _well_behaved(index: int, url: str, work: Path, rec: Recorder, stop_midway: 
 
 def _hostile(url: str, work: Path, rec: Recorder, hub_url: str) -> None:
     import httpx
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     # item 1: crafted session ids at the heartbeat, then drop the connection
     for session in ("!!!", "..", "_shared", "x" * 3000):
@@ -181,7 +197,7 @@ def _hostile(url: str, work: Path, rec: Recorder, hub_url: str) -> None:
         except httpx.HTTPError:
             pass
         rec.served["hostile heartbeat"] += 1
-    client = Client(url, verbose=False, analytics_enabled=False, download_files=str(work / "dl-hostile"))
+    client = _client(url, work, "203.0.113.9")
     # item 2: a file over the upload bound, and an .npz bomb (tiny on disk, huge decoded)
     big = b"0 0 0\n" * 400_000  # 2.4 MB, over the benchmark's 2 MB bound: refused by the server itself
     answer = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.xyz", big)}, timeout=30)
@@ -223,6 +239,151 @@ def _hostile(url: str, work: Path, rec: Recorder, hub_url: str) -> None:
     rec.longest_wait = max(rec.longest_wait, time.monotonic() - start)
 
 
+ATTACKER = "203.0.113.66"
+HONEST = ("198.51.100.201", "198.51.100.202", "2001:db8:77::5")
+
+
+def _many_sessions(url: str, work: Path, rec: Recorder, line) -> dict:
+    """One address opens 18 sessions, each starting a long fit; then 3 honest clients start fits."""
+    long_fit = dict(cloud=None, example="sphere", method="igr", preset="load-tiny", steps=200_000,
+                    api_name="/fit")
+    attacker = [_client(url, work, ATTACKER) for _ in range(18)]
+    jobs = [c.submit(**long_fit) for c in attacker]
+    deadline = time.monotonic() + 60
+    while not line.snapshot()["running"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    refused = 0
+    for job in jobs:
+        try:
+            job.result(timeout=2)
+        except Exception as error:  # noqa: BLE001 - AppError for the refused ones, a timeout for the running one
+            refused += "already has" in str(error)
+    honest = [_client(url, work, address) for address in HONEST]
+    honest_jobs = []
+    for client in honest:
+        honest_jobs.append(client.submit(cloud=None, example="sphere", method="igr", preset="load-tiny",
+                                         api_name="/fit"))
+        time.sleep(0.3)
+    attacker_jobs_in_line = line.snapshot()["clients"].get(f"addr:{ATTACKER}", 0)
+    for client in attacker:
+        client.predict(api_name="/stop")
+    ahead = []
+    for waited_behind, job in enumerate(honest_jobs):
+        try:
+            job.result(timeout=300)
+            waits = [o[2] for o in job.outputs() if isinstance(o[2], str) and "job(s) ahead" in o[2]]
+            first = int(waits[0].split("Waiting for the device: ")[1].split(" ")[0]) if waits else 0
+            ahead.append(first - waited_behind)  # jobs ahead of it that are not earlier honest ones
+        except Exception as error:  # noqa: BLE001
+            rec.failures.append(f"an honest client's fit failed during the session flood: {str(error)[:160]}")
+    rec.check(refused >= 17, f"one address with 18 sessions got {18 - refused} jobs into the line")
+    rec.check(attacker_jobs_in_line <= 1, f"the attacker held {attacker_jobs_in_line} places in the line")
+    rec.check(all(a <= 1 for a in ahead), f"honest clients waited behind {ahead} of the attacker's jobs")
+    with rec.lock:
+        rec.errors["one job per client"] += refused
+    return {"attacker_sessions": 18, "refused_at_once": refused, "attacker_jobs_in_line": attacker_jobs_in_line,
+            "attacker_jobs_ahead_of_each_honest_client": ahead}
+
+
+def _drip_server():
+    """A server on 127.0.0.1 that sends a .xyz file one byte every second; returns (url, stop)."""
+    import http.server
+    import socketserver
+
+    done = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                while not done.wait(1.0):
+                    self.wfile.write(b"0")
+                    self.wfile.flush()
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def stop() -> None:
+        done.set()
+        server.shutdown()
+        server.server_close()
+    return f"http://127.0.0.1:{server.server_address[1]}/drip.xyz", stop
+
+
+def _slow_url_flood(url: str, work: Path, rec: Recorder) -> dict:
+    """45 /fit calls from 45 addresses whose cloud URL drips; /load_example is timed meanwhile."""
+    from gradio_client import handle_file
+
+    drip, stop = _drip_server()
+    os.environ["DIFFCD_ALLOW_PRIVATE_URLS"] = "1"  # the drip server is on loopback
+    visitor = _client(url, work, "198.51.100.250")
+    visitor.predict("sphere", api_name="/load_example")
+    jobs = [_client(url, work, f"203.0.113.{100 + i}").submit(
+        cloud=handle_file(drip), example=None, method="igr", preset="load-tiny", api_name="/fit") for i in range(45)]
+    time.sleep(3.0)
+    times = []
+    for _ in range(5):
+        start = time.monotonic()
+        visitor.predict("sphere", api_name="/load_example")
+        times.append(time.monotonic() - start)
+        time.sleep(0.5)
+    stop()
+    os.environ.pop("DIFFCD_ALLOW_PRIVATE_URLS", None)
+    for job in jobs:
+        job.cancel()
+    rec.check(max(times) < 1.0, f"/load_example took up to {max(times):.2f} s during the slow-URL flood")
+    rec.served["load_example during the slow-URL flood"] += len(times)
+    return {"slow_url_calls": len(jobs), "load_example_seconds_max": round(max(times), 3),
+            "load_example_seconds": [round(t, 3) for t in times]}
+
+
+def _polygon_bombs(url: str, work: Path, rec: Recorder, max_bytes: int) -> dict:
+    """OBJ, OFF and binary PLY files whose one face names millions of corners, sent at once."""
+    import struct
+
+    from gradio_client import handle_file
+
+    corners = max_bytes // 2 - 100
+    obj = work / "bomb.obj"
+    obj.write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nf " + " ".join(str(1 + i % 4) for i in range(corners // 2)))
+    off = work / "bomb.off"
+    off.write_text(f"OFF\n4 1 0\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n{corners // 2} "
+                   + " ".join(str(i % 4) for i in range(corners // 2)))
+    count = (max_bytes - 400) // 4
+    ply = work / "bomb.ply"
+    header = (f"ply\nformat binary_little_endian 1.0\nelement vertex 4\nproperty float x\nproperty float y\n"
+              f"property float z\nelement face 1\nproperty list int int vertex_indices\nend_header\n").encode()
+    body = struct.pack("<12f", 0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 1, 0) + struct.pack("<i", count)
+    ply.write_bytes(header + body + struct.pack(f"<{count}i", *([0, 1, 2, 3] * (count // 4))))
+    rss_before = _peak_rss_mb()
+    results: dict[str, str] = {}
+
+    def send(path: Path, address: str) -> None:
+        client = _client(url, work, address)
+        results[path.name] = rec.call("polygon bomb", client.predict, cloud=handle_file(str(path)),
+                                      api_name="/preview_cloud", expect_error="") or "refused"
+    threads = [threading.Thread(target=send, args=(path, f"203.0.113.{200 + i}"))
+               for i, path in enumerate((obj, off, ply))]
+    start = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    peak = _peak_rss_mb()
+    return {"bomb_bytes": max_bytes, "bombs": [p.name for p in (obj, off, ply)], "seconds": round(time.monotonic() - start, 1),
+            "peak_rss_mb_before": round(rss_before, 1), "peak_rss_mb_after": round(peak, 1)}
+
+
 def run(sessions: int = 8, time_limit: float = 90.0, write: bool = True) -> dict:
     from tools.hubserver import HubServer
     from space import QUEUE_MAX_SIZE, build_app, launch_options
@@ -254,6 +415,9 @@ def run(sessions: int = 8, time_limit: float = 90.0, write: bool = True) -> dict
         thread.join(max(1.0, deadline - time.monotonic()))
     hung = sum(thread.is_alive() for thread in threads)
     rec.check(hung == 0, f"{hung} sessions did not finish within the run's time bound")
+    attacks = {"many_sessions": _many_sessions(url, work, rec, demo.diffcd_handlers.line),
+               "slow_urls": _slow_url_flood(url, work, rec),
+               "polygon_bombs": _polygon_bombs(url, work, rec, limits.max_upload_bytes)}
     store = demo.diffcd_handlers.store
     rec.check(store.root.is_dir() and (store.root / "_shared").is_dir(),
               "the session root or the shared folder was deleted by a hostile session id")
@@ -267,7 +431,8 @@ def run(sessions: int = 8, time_limit: float = 90.0, write: bool = True) -> dict
         "requests_served": dict(rec.served), "errors_by_kind": dict(rec.errors),
         "peak_rss_mb": round(peak, 1), "rss_before_mb": round(rss_before, 1),
         "peak_rss_bound_mb": PEAK_RSS_BOUND_MB, "longest_wait_seconds": round(rec.longest_wait, 1),
-        "time_limit_seconds": time_limit, "failures": rec.failures, "passed": not rec.failures,
+        "time_limit_seconds": time_limit, "attacks": attacks, "failures": rec.failures,
+        "passed": not rec.failures,
     }
     if write:
         _write(report)
@@ -308,10 +473,22 @@ Errors by kind (all expected: each is a hostile request refused with a sentence)
 | --- | --- |
 {errors}
 
+One client acting like many (each client told apart by its X-Forwarded-For entry, as on a Space):
+
+| attack | figures |
+| --- | --- |
+| one address, 18 sessions, then 3 honest clients | {_figures(report['attacks']['many_sessions'])} |
+| 45 /fit calls whose cloud URL drips one byte a second | {_figures(report['attacks']['slow_urls'])} |
+| polygon bombs (OBJ, OFF, binary PLY at the upload bound) sent at once | {_figures(report['attacks']['polygon_bombs'])} |
+
 Failed checks:
 
 {failures}
 """)
+
+
+def _figures(figures: dict) -> str:
+    return "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in figures.items())
 
 
 def _prepare_environment() -> None:

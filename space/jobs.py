@@ -175,7 +175,7 @@ class ComputeLine:
         raise gr.Error(f"{described[0].upper()}{described[1:]} has used {used:.0f} s of device time in the last "
                        f"hour; this app gives each visitor {quota:.0f} s an hour. Start the {kind} again in about "
                        f"{minutes} min, sign in for a larger share, or run it locally (python app.py).",
-                       title="Device time used up")
+                       title="Device time used up", print_exception=False)
 
     @contextlib.contextmanager
     def enter(self, client: str, kind: str, *, described: str = "this client",
@@ -187,12 +187,12 @@ class ComputeLine:
                 raise gr.Error(f"{described[0].upper()}{described[1:]} already has {self._per_client[client]} job(s) "
                                f"waiting or running (this app allows {self.jobs_per_client} per visitor, and "
                                f"people sharing a network count as one unless signed in): wait until it ends "
-                               f"or press Stop, then start the {kind} again.", title="One job at a time")
+                               f"or press Stop, then start the {kind} again.", title="One job at a time", print_exception=False)
             self._check_quota(client, described, kind, quota)
             if len(self._waiting) >= self.max_waiting:
                 minutes = max(1, round(self.retry_after() / 60))
                 raise gr.Error(f"The queue is full: {len(self._waiting)} jobs are waiting for the device. "
-                               f"Try again in about {minutes} min.", title="Queue full")
+                               f"Try again in about {minutes} min.", title="Queue full", print_exception=False)
             job = Job(self, client, kind, quota)
             self._per_client[client] += 1
             self._waiting.append(job)

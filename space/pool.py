@@ -26,7 +26,7 @@ class ReadPoolBusy(gr.Error):
     """No read slot could be had; the message says why and when to retry."""
 
     def __init__(self, message: str):
-        super().__init__(message, title="The server is busy reading files")
+        super().__init__(message, title="The server is busy reading files", print_exception=False)
 
 
 class ReadPool:

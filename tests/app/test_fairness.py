@@ -228,3 +228,55 @@ def test_a_fit_whose_caller_disconnects_stops_and_frees_the_device(app_server):
     assert _wait_until(lambda: not line.snapshot()["running"], 15), line.snapshot()
     print(f"the orphaned fit freed the device {time.monotonic() - start:.1f} s after its caller left")
     assert json.dumps(line.snapshot())
+
+
+class _Request:
+    """What the resolver reads of a gr.Request: headers, the socket peer, an OAuth user name."""
+
+    def __init__(self, headers: dict, peer: str = "127.0.0.1", username: str | None = None):
+        self.headers = {k.lower(): v for k, v in headers.items()}
+        self.client = type("Peer", (), {"host": peer})()
+        self.username = username
+
+
+def test_a_token_counts_as_its_user_only_once_the_hub_confirms_it(hub):
+    from _apptest import TOKEN, USER
+    from hub.account import token_owner
+    from space.clients import ClientResolver, ConfirmedTokens
+
+    asked = []
+
+    def lookup(token):
+        asked.append(token)
+        return token_owner(token, endpoint=hub.url)
+
+    resolver = ClientResolver(trusted_proxy_hops=1, tokens=ConfirmedTokens(lookup))
+    mine = resolver(_Request({"Authorization": f"Bearer {TOKEN}", "X-Forwarded-For": ATTACKER}))
+    assert mine.key == f"user:{USER}" and mine.signed_in
+    made_up = resolver(_Request({"X-HF-Authorization": "Bearer hf_made_up_token_123", "X-Forwarded-For": ATTACKER}))
+    assert made_up.key == f"addr:{ATTACKER}" and not made_up.signed_in
+    resolver(_Request({"Authorization": f"Bearer {TOKEN}"}))
+    resolver(_Request({"X-HF-Authorization": "Bearer hf_made_up_token_123"}))
+    assert len(asked) == 2  # each answer is cached
+    assert resolver(_Request({}, username="alice")).key == "user:alice"  # an OAuth login
+
+
+def test_signed_in_users_and_addresses_have_their_own_device_time_per_hour():
+    import gradio as gr
+
+    from space.jobs import ComputeLine, DeviceLedger
+
+    ledger = DeviceLedger(window=3600)
+    line = ComputeLine(jobs_per_client=1, max_waiting=8, ledger=ledger)
+    now = time.monotonic()
+    ledger.add("addr:203.0.113.5", now - 110, now - 10)  # 100 s used this hour
+    with pytest.raises(gr.Error, match=r"used 100 s of device time.*120 s an hour.*sign in"):
+        with line.enter("addr:203.0.113.5", "fit", described="your network address", quota=120):
+            pass
+    with line.enter("user:alice", "fit", quota=3600) as job:  # another client is not affected
+        job.wait_quietly()
+        assert job.budget(600).seconds == 600
+    with line.enter("addr:203.0.113.5", "fit", described="your network address", quota=200) as job:
+        job.wait_quietly()
+        budget = job.budget(600)  # what is left of the hour, not the request limit
+        assert 95 < budget.seconds <= 100 and "left this hour" in budget.limit
