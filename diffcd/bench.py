@@ -130,6 +130,8 @@ def job_config(job: Job, args: argparse.Namespace):
     config = make_config(args.preset, job.setting.method, steps=args.steps, seed=args.seed,
                          resolution=args.resolution, method_overrides=overrides or None,
                          network_overrides=network or None, batch_size=args.batch_size, noise=job.noise)
+    if getattr(args, "no_overlap", False):
+        config = dataclasses.replace(config, overlap_seed_refresh=False)
     return config
 
 
@@ -228,8 +230,7 @@ def run(args: argparse.Namespace) -> int:
     interrupted = False
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="diffcd-write") as writer:
         pending = []
-        events = fit_many(clouds, configs, shapes_per_device=args.shapes_per_device,
-                          overlap_seed_refresh=not args.no_overlap)
+        events = fit_many(clouds, configs, shapes_per_device=args.shapes_per_device)
         try:
             for event in events:
                 bar.n = done_steps + event.steps_done
@@ -305,7 +306,8 @@ def add_parser(commands) -> None:
     bench.add_argument("--max-points", type=int, default=1_000_000, help="downsample larger clouds to this many points")
     bench.add_argument("--shapes-per-device", type=int, default=8, help="most shapes per device in one compiled program")
     bench.add_argument("--no-overlap", action="store_true",
-                       help="DiffCD: wait for every seed refresh instead of meshing while training")
+                       help="DiffCD: wait for every seed refresh (default: mesh while training on an "
+                            "accelerator, wait on a CPU; FitConfig.overlap_seed_refresh)")
     bench.add_argument("--coordinator", help="multi-host: HOST:PORT of process 0 (SLURM is detected without it)")
     bench.add_argument("--num-processes", type=int, help="multi-host: number of processes")
     bench.add_argument("--process-id", type=int, help="multi-host: this process's id")

@@ -1,18 +1,21 @@
-"""The fit loop: jit-compiled training chunks (lax.scan over steps) driven by a Python iterator.
+"""The training engine: one pure train step, compiled chunks of it, and the fit loop.
 
-Python only runs between chunks: to refresh DiffCD's surface seeds, to mesh a snapshot and to
-report progress. A chunk's compiled program depends on the network, the method's structural
-settings, the batch size, the matmul precision and the chunk length, and is reused across fits
-(no per-request or per-chunk recompiles); loss weights, learning rate and step counts are passed
-in as values.
+`TrainProgram.train_step` is one Adam step of one fit; it takes the learning rate of each of
+the network's parameter groups (and optional masks) as values. `Fitter` runs it for one fit;
+`diffcd.batch.fit_many` runs the same step under `jax.vmap` for K fits in lockstep. Both run it
+in chunks: a `lax.scan` of steps, compiled once per chunk length for a `StepStructure`
+(network, the method's structural settings, batch size, Adam constants, matmul precision) and
+reused across fits, so nothing recompiles per request or per chunk; loss weights, learning rates
+and step counts are passed in as values.
 
-Chunks are whole: their length divides the refresh and snapshot intervals, so no step inside
-the compiled loop is conditional (a per-step `lax.cond` becomes a GPU conditional that copies
-its predicate to the host every step). A remainder (the end of a fit that is not a multiple of
-the chunk length) runs as a few shorter chunks whose lengths are powers of two, each compiled
-once. DiffCD's seed refreshes (marching cubes, area sampling and the nearest-neighbour query,
-all on the host) run in a background thread while training continues on the previous seeds
-(`FitConfig.overlap_seed_refresh`).
+Python only runs between chunks: to refresh a method's data (DiffCD's surface seeds, the
+method's `DataRefresh` hook), to mesh a snapshot and to report progress. Chunks are whole: their
+length divides the refresh, refresh-swap and snapshot intervals, so no step inside the compiled
+loop is conditional (a per-step `lax.cond` becomes a GPU conditional that copies its predicate
+to the host every step). A remainder (the end of a fit that is not a multiple of the chunk
+length, or a resume from an odd step) runs as one-step pieces of a second program. A refresh's
+host part (marching cubes, area sampling, the nearest-neighbour query) can run in a background
+thread while training continues on the previous data (`FitConfig.overlap_seed_refresh`).
 """
 
 from __future__ import annotations
@@ -30,13 +33,12 @@ import numpy as np
 import optax
 import trimesh
 
-from diffcd import meshing, sampling
-from diffcd.errors import ConfigError, MeshError, NoSurfaceError
+from diffcd import meshing
+from diffcd.errors import ConfigError, NoSurfaceError
 from diffcd.io import Normalization, PointCloud, points_from_array
-from diffcd.metrics import sample_triangles
 from diffcd.methods import METHODS, MethodSpec, compile_key, get_method, host_setup, traced_weights
 from diffcd.networks import (MATMUL_PRECISIONS, MatmulPrecision, NetworkConfig, Params, init_params,
-                             make_training_sdf)
+                             make_training_sdf, parameter_groups)
 from diffcd.sdf import FittedSDF, evaluate_in_chunks
 
 
@@ -221,8 +223,19 @@ def chunk_plan(
     return plan
 
 
-def learning_rate(step: jax.Array, schedule: dict[str, jax.Array]) -> jax.Array:
-    """Linear warm-up to the peak, then cosine decay to 0 at the last step."""
+def schedule_values(config: "FitConfig") -> dict[str, np.ndarray]:
+    """The schedule as the compiled step receives it (values, not structure): step counts and
+    the peak learning rate of each of the network's parameter groups."""
+    schedule = config.schedule
+    scales = np.asarray(parameter_groups(config.network).learning_rate_scales, np.float32)
+    return {"steps": np.float32(schedule.steps),
+            "warmup_steps": np.float32(schedule.warmup_steps),
+            "learning_rate": np.float32(schedule.learning_rate) * scales}
+
+
+def learning_rates(step: jax.Array, schedule: dict[str, jax.Array]) -> jax.Array:
+    """Each parameter group's learning rate at `step`: linear warm-up to its peak, then cosine
+    decay to 0 at the last step."""
     step = step.astype(jnp.float32)
     warmup = jnp.maximum(schedule["warmup_steps"], 1.0)
     decay = jnp.maximum(schedule["steps"] - schedule["warmup_steps"], 1.0)
@@ -235,8 +248,7 @@ def learning_rate(step: jax.Array, schedule: dict[str, jax.Array]) -> jax.Array:
 class CompiledChunks:
     """Chunks of training steps compiled ahead of time: one executable per chunk length (a
     static argument) and argument shapes, kept for every later call. Subclasses define
-    `_chunk(length, params, opt_state, ...)`; params and optimiser state are donated.
-    Used by `Fitter` (one shape) and `diffcd.batch` (K shapes vmapped)."""
+    `_chunk(length, params, opt_state, ...)`; params and optimiser state are donated."""
 
     def __init__(self):
         self._compiled: dict[Any, Any] = {}
@@ -277,32 +289,59 @@ class CompiledChunks:
         return self._compiled[self._signature(length, args)](*args), compile_seconds
 
 
-class _ChunkProgram(CompiledChunks):
-    """The jit-compiled chunks of training steps for one structural configuration.
+@dataclasses.dataclass(frozen=True)
+class StepStructure:
+    """What the compiled training step depends on; everything else reaches it as a value."""
 
-    One program per chunk length (a static argument); each step of a chunk runs
-    unconditionally, so the compiled loop body has no conditional.
+    network: NetworkConfig
+    method: str
+    method_key: Any
+    """The method config as far as it changes the program (methods.compile_key)."""
+    batch_size: int
+    adam: tuple[float, float, float]
+    precision: MatmulPrecision
+
+    @classmethod
+    def of(cls, config: "FitConfig", point_count: int) -> "StepStructure":
+        s = config.schedule
+        return cls(config.network, config.method, compile_key(config.method_config),
+                   min(config.batch_size, point_count), (s.adam_b1, s.adam_b2, s.adam_eps), config.precision)
+
+
+class TrainProgram(CompiledChunks):
+    """The training step and the compiled chunks that run it, for one step structure.
+
+    One fit (`Fitter`) runs `train_step` as it is; K fits in lockstep (`diffcd.batch`) run the
+    same step under `jax.vmap`, every argument but the step number with a leading shape axis.
+    A chunk is a `lax.scan` of unconditional steps (one program per chunk length, a static
+    argument), so its compiled loop has no conditional.
     """
 
-    def __init__(self, network, method, method_key, batch_size, adam, precision):
-        self.spec = METHODS[method]
-        self.apply = make_training_sdf(network, precision)
-        self.method_key = method_key
-        self.batch_size = batch_size
-        self.optimizer = optax.scale_by_adam(*adam)
+    def __init__(self, structure: StepStructure, batched: bool = False):
+        self.structure = structure
+        self.batched = batched
+        self.spec = METHODS[structure.method]
+        self.sdf = make_training_sdf(structure.network, structure.precision)
+        self.groups = parameter_groups(structure.network)
+        self.optimizer = optax.scale_by_adam(*structure.adam)
+        init = jax.vmap(self.optimizer.init) if batched else self.optimizer.init
+        self._init_optimizer = jax.jit(init)
+        step = self.scheduled_step
+        self._step = jax.vmap(step, in_axes=(0, 0, None, 0, 0, 0, 0)) if batched else step
         super().__init__()
 
     def init_optimizer(self, params: Params) -> Any:
-        return self.optimizer.init(params)
+        return self._init_optimizer(params)
 
-    def _loss_and_gradient(self, params, data, weights, key):
+    def loss_and_gradient(self, params, data, weights, key):
+        s = self.structure
         return jax.value_and_grad(self.spec.loss, argnums=1, has_aux=True)(
-            self.apply, params, data, self.method_key, weights, key, self.batch_size
+            self.sdf, params, data, s.method_key, weights, key, s.batch_size
         )
 
     def step_flops(self, params, data, weights) -> float:
         """XLA's count of floating-point operations in one step's loss and gradient."""
-        compiled = jax.jit(self._loss_and_gradient).lower(
+        compiled = jax.jit(self.loss_and_gradient).lower(
             params, data, weights, jax.random.PRNGKey(0)
         ).compile()
         analysis = compiled.cost_analysis()
@@ -310,51 +349,264 @@ class _ChunkProgram(CompiledChunks):
             analysis = analysis[0]
         return float(analysis["flops"])
 
-    def _train_step(self, carry, step, data, weights, schedule, key):
-        params, opt_state, skipped = carry
-        (loss, aux), grads = self._loss_and_gradient(
-            params, data, weights, jax.random.fold_in(key, step)
-        )
+    def train_step(self, params, opt_state, step, rates, masks, data, weights, key):
+        """One Adam step of one fit; pure. Returns (params, opt_state, finite, loss terms).
+
+        Args:
+          step: the step number (int32), folded into `key` for this step's draws.
+          rates: float32[groups], each parameter group's learning rate at this step.
+          masks: None, or a pytree like params of multipliers of each parameter's rate.
+          data, weights: the method's arrays and float weights (methods.traced_weights).
+
+        A step whose loss or gradient is not finite changes neither parameters nor optimiser
+        state (and `finite` is False): one bad batch does not end a fit.
+        """
+        (loss, aux), grads = self.loss_and_gradient(params, data, weights, jax.random.fold_in(key, step))
         finite = jnp.isfinite(loss) & jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)])
         )
         updates, new_opt_state = self.optimizer.update(grads, opt_state, params)
-        rate = learning_rate(step, schedule)
-        new_params = jax.tree_util.tree_map(lambda p, u: p - rate * u, params, updates)
-        keep = lambda new, old: jax.tree_util.tree_map(
-            lambda a, b: jnp.where(finite, a, b), new, old
-        )
-        carry = (keep(new_params, params), keep(new_opt_state, opt_state), skipped + (~finite))
-        return carry, {"loss": loss, **aux}
+        rate = jax.tree_util.tree_map(lambda group: rates[group], self.groups.labels(params))
+        if masks is not None:
+            rate = jax.tree_util.tree_map(lambda r, m: r * m, rate, masks)
+        new_params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u, r: -r * u, updates, rate))
+        keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
+        return keep(new_params, params), keep(new_opt_state, opt_state), finite, {"loss": loss, **aux}
+
+    def scheduled_step(self, params, opt_state, step, data, weights, schedule, key):
+        """`train_step` with its learning rates and masks taken from the schedule at `step`."""
+        masks = self.groups.masks(step) if self.groups.masks is not None else None
+        return self.train_step(params, opt_state, step, learning_rates(step, schedule), masks, data,
+                               weights, key)
 
     def _chunk(self, length, params, opt_state, first_step, data, weights, schedule, key):
-        carry = (params, opt_state, jnp.zeros((), jnp.int32))
+        skipped = jnp.zeros(jnp.shape(key)[:-1], jnp.int32)  # per fit: () or (K,)
 
         def body(carry, i):
-            return self._train_step(carry, first_step + i, data, weights, schedule, key)
+            params, opt_state, skipped = carry
+            params, opt_state, finite, outputs = self._step(
+                params, opt_state, first_step + i, data, weights, schedule, key)
+            return (params, opt_state, skipped + (~finite)), outputs
 
-        (params, opt_state, skipped), outputs = jax.lax.scan(body, carry, jnp.arange(length))
+        (params, opt_state, skipped), outputs = jax.lax.scan(
+            body, (params, opt_state, skipped), jnp.arange(length))
         return params, opt_state, skipped, outputs
 
+    def run_pieces(self, first_step: int, pieces: tuple[int, ...], params, opt_state, data, weights,
+                   schedule, key) -> "ChunkRun":
+        """Run a chunk's pieces back to back (no host sync in between) and fetch its outputs."""
+        start = time.perf_counter()
+        compile_seconds = 0.0
+        parts = []
+        step = first_step
+        for length in pieces:
+            (params, opt_state, skipped, outputs), seconds = self(
+                length, params, opt_state, np.int32(step), data, weights, schedule, key)
+            compile_seconds += seconds
+            parts.append((skipped, outputs))
+            step += length
+        parts = jax.device_get(parts)  # waits for the chunk to finish
+        seconds = time.perf_counter() - start
+        return ChunkRun(
+            params=params, opt_state=opt_state, steps=step - first_step,
+            skipped=sum(np.asarray(skipped) for skipped, _ in parts),
+            outputs={name: np.concatenate([part[name] for _, part in parts]) for name in parts[0][1]},
+            compile_seconds=compile_seconds, train_seconds=seconds - compile_seconds)
 
-@functools.lru_cache(maxsize=16)
-def _chunk_program(network, method, method_key, batch_size, adam, precision) -> _ChunkProgram:
-    return _ChunkProgram(network, method, method_key, batch_size, adam, precision)
+
+@dataclasses.dataclass
+class ChunkRun:
+    """What one chunk did: the new state, and its per-step outputs on the host ((steps,) for
+    one fit, (steps, K) for K)."""
+
+    params: Params
+    opt_state: Any
+    steps: int
+    skipped: np.ndarray
+    """Steps skipped as not finite (per fit)."""
+    outputs: dict[str, np.ndarray]
+    compile_seconds: float
+    train_seconds: float
+
+
+@functools.lru_cache(maxsize=32)
+def train_program(structure: StepStructure, batched: bool = False) -> TrainProgram:
+    """The program of this structure, shared by every fit (or group) that has it."""
+    return TrainProgram(structure, batched)
+
+
+class FitSetup:
+    """What a fit derives from (cloud, config) on the host, once, for `Fitter` and each shape of
+    `diffcd.batch` alike: the normalised cloud in spatial order, its KD-tree, the method's
+    arrays, the step structure, the traced values and the initial parameters."""
+
+    def __init__(self, cloud: PointCloud | np.ndarray, config: "FitConfig",
+                 report: Callable[[str], None] = lambda stage: None):
+        self.cloud = cloud if isinstance(cloud, PointCloud) else points_from_array(cloud)
+        self.config = config
+        self.spec = config.spec
+        self.normalization = Normalization.from_points(self.cloud.points)
+        points = self.normalization.apply(self.cloud.points).astype(np.float32)
+        points, tree, sigma, extra = host_setup(self.spec, points, config.method_config, config.seed,
+                                                config.sigma_neighbors, report)
+        self.points = points
+        self.tree = tree if self.spec.refresh is not None else None
+        self.arrays = {"points": points, "sigma": sigma, **extra}
+        self.structure = StepStructure.of(config, len(points))
+        self.weights = {k: np.float32(v) for k, v in traced_weights(config.method_config).items()}
+        self.schedule = schedule_values(config)
+        # The first half of the seed's key initialises, the second drives every step's draws.
+        init_key, self.key = jax.random.split(jax.random.PRNGKey(config.seed))
+        self.params = init_params(config.network, init_key)
+
+    def refresh(self, values: np.ndarray, step: int) -> tuple[dict[str, np.ndarray], bool]:
+        """The method's data refresh from f on its grid (on the host; safe in a thread)."""
+        return self.spec.refresh.from_grid(values, self.points, self.tree, self.config.method_config,
+                                           [self.config.seed, step])
+
+
+def fit_chunk_length(config: "FitConfig", snapshot_every: int | None = None) -> int:
+    """The compiled chunk length of a fit: whole chunks reach every refresh, refresh swap and
+    snapshot."""
+    hook = config.spec.refresh
+    every = hook.every(config.method_config) if hook is not None else None
+    return chunk_length(config.chunk_steps, every, config.seed_refresh_lag, snapshot_every)
+
+
+def fit_plan(config: "FitConfig", start: int, snapshot_every: int | None = None
+             ) -> list[tuple[int, tuple[int, ...]]]:
+    """The chunks of a fit from step `start` to its end (see chunk_plan)."""
+    breaks = [(snapshot_every or 0, 0)]
+    hook = config.spec.refresh
+    if hook is not None:
+        every = hook.every(config.method_config)
+        breaks += [(every, 0), (every, config.seed_refresh_lag)]
+    return chunk_plan(start, config.schedule.steps, fit_chunk_length(config, snapshot_every),
+                      config.chunk_steps, tuple(breaks))
 
 
 def _grid_in_background() -> bool:
     """Whether an overlapped refresh also evaluates its grid in the background thread (on a CPU,
-    whose cores are the device; see Fitter._start_refresh)."""
+    whose cores are the device; see Fitter.seed_grids)."""
     return jax.default_backend() == "cpu"
 
 
 @dataclasses.dataclass
-class _PendingSeeds:
-    """A seed refresh running in the background, to be swapped in at `swap_step`."""
+class _PendingRefresh:
+    """A data refresh running in the background, to be installed at `swap_step`."""
 
-    step: int
     swap_step: int
+    main_seconds: float
     future: concurrent.futures.Future
+
+
+class DataRefresher:
+    """Runs a method's `DataRefresh` on its schedule, for one fit or K fits in lockstep.
+
+    At the first chunk of a run and then every `every` steps, new arrays are computed from
+    the current parameters. Without a lag (FitConfig.seed_refresh_lag 0) the loop waits for
+    them; with one, they are computed in a background thread while training continues on the
+    previous arrays and are installed `lag` steps after the refresh began (the same steps in
+    every run, so a seed still gives one fit); a refresh that would land after the last step
+    is skipped.
+
+    The engine supplies `seed_grids(params, background) -> finish` (starts evaluating every
+    fit's grid; `finish()` returns the grids), `refresh_from_grids(grids, step) -> [(arrays,
+    fell_back)]` and `install_refresh(results)`.
+    """
+
+    def __init__(self, engine: Any, config: "FitConfig", timings: dict[str, float]):
+        self.engine = engine
+        self.every = config.spec.refresh.every(config.method_config)
+        self.lag = config.seed_refresh_lag
+        self.total = config.schedule.steps
+        self.timings = timings
+        self._stale = True  # the arrays belong to the parameters of this run, also after a restore
+        self._pending: _PendingRefresh | None = None
+        self._workers = concurrent.futures.ThreadPoolExecutor(1, "diffcd-refresh") if self.lag else None
+
+    def before_chunk(self, step: int, params: Params) -> None:
+        """Install a refresh that is due and start the one this step begins."""
+        if self._pending is not None and step >= self._pending.swap_step:
+            self._install(self._pending.main_seconds, *self._wait(self._pending.future))
+            self._pending = None
+        if self._stale or step % self.every == 0:
+            if self._stale or not self.lag:
+                start = time.perf_counter()
+                main_seconds, job = self._job(step, params, background=False)
+                self._install(main_seconds, *job())
+                self.timings["seed_wait_seconds"] += time.perf_counter() - start - main_seconds
+            elif step + self.lag < self.total:
+                main_seconds, job = self._job(step, params, background=_grid_in_background())
+                self._pending = _PendingRefresh(step + self.lag, main_seconds, self._workers.submit(job))
+            self._stale = False
+
+    def close(self) -> None:
+        if self._workers is not None:
+            self._workers.shutdown(wait=False, cancel_futures=True)
+
+    def _job(self, step: int, params: Params, background: bool) -> tuple[float, Callable]:
+        """Start the refresh from `params`: (seconds spent now, the rest as a function)."""
+        start = time.perf_counter()
+        finish = self.engine.seed_grids(params, background)
+        main_seconds = time.perf_counter() - start
+        self.timings["seed_wait_seconds"] += main_seconds
+
+        def rest():
+            begin = time.perf_counter()
+            results = self.engine.refresh_from_grids(finish(), step)
+            return results, time.perf_counter() - begin
+
+        return main_seconds, rest
+
+    def _wait(self, future: concurrent.futures.Future) -> tuple[list, float]:
+        start = time.perf_counter()
+        done = future.result()
+        self.timings["seed_wait_seconds"] += time.perf_counter() - start
+        return done
+
+    def _install(self, main_seconds: float, results: list, seconds: float) -> None:
+        self.engine.install_refresh(results)
+        self.timings["seed_mesh_seconds"] += main_seconds + seconds
+
+
+def new_timings() -> dict[str, float]:
+    return {"compile_seconds": 0.0, "train_seconds": 0.0, "seed_mesh_seconds": 0.0,
+            "seed_wait_seconds": 0.0, "snapshot_seconds": 0.0}
+
+
+def fit_summary(config: "FitConfig", *, steps: int, trained_steps: int, points: int, original_points: int,
+                timings: dict[str, float], wall_seconds: float, seed_refreshes: int, nan_steps: int,
+                seed_fallbacks: int, cancelled: bool) -> dict[str, Any]:
+    """The summary of a fit, the same keys from `Fitter` and from each shape of `fit_many`."""
+    train = timings["train_seconds"]
+    refresh = timings["seed_mesh_seconds"]
+    waited = min(timings["seed_wait_seconds"], refresh)
+    return {
+        "method": config.method,
+        "steps": steps,
+        "target_steps": config.schedule.steps,
+        "seed": config.seed,
+        "points": int(points),
+        "original_points": int(original_points),
+        "compile_seconds": round(timings["compile_seconds"], 4),
+        "fit_seconds": round(wall_seconds, 4),
+        "train_seconds": round(train, 4),
+        "steps_per_second": round(trained_steps / train, 3) if train > 0 else 0.0,
+        "matmul_precision": config.precision,
+        "chunk_steps": fit_chunk_length(config),
+        "seed_refreshes": int(seed_refreshes),
+        "seed_mesh_seconds": round(refresh, 4),
+        "seed_refresh_overlap": config.seed_refresh_lag > 0,
+        "seed_refresh_lag_steps": config.seed_refresh_lag,
+        "seed_refresh_wait_seconds": round(waited, 4),
+        "seed_refresh_overlapped_seconds": round(refresh - waited, 4),
+        "snapshot_seconds": round(timings["snapshot_seconds"], 4),
+        "nan_steps_skipped": int(nan_steps),
+        "seed_fallbacks": int(seed_fallbacks),
+        "cancelled": cancelled,
+        "backend": jax.default_backend(),
+    }
 
 
 class Fitter:
@@ -373,40 +625,18 @@ class Fitter:
     ):
         """`progress` is called with a short description before each set-up stage (the KD-tree
         and local sigma take tens of seconds on a 1M-point cloud)."""
-        report = progress or (lambda stage: None)
-        self.cloud = cloud if isinstance(cloud, PointCloud) else points_from_array(cloud)
+        self.setup = FitSetup(cloud, config, progress or (lambda stage: None))
+        self.cloud = self.setup.cloud
         self.config = config
         self.spec = config.spec
-        self.normalization = Normalization.from_points(self.cloud.points)
-        points = self.normalization.apply(self.cloud.points).astype(np.float32)
-        method_config = config.method_config
-        points, tree, sigma, extra = host_setup(self.spec, points, method_config, config.seed,
-                                                config.sigma_neighbors, report)
-        self._points = points
-        self._tree = tree if self.spec.uses_surface_seeds else None
-        self.data = jax.device_put({"points": points, "sigma": sigma, **extra})
-        schedule = config.schedule
-        self._program = _chunk_program(
-            config.network,
-            config.method,
-            compile_key(method_config),
-            min(config.batch_size, len(points)),
-            (schedule.adam_b1, schedule.adam_b2, schedule.adam_eps),
-            config.precision,
-        )
-        self._weights = {k: np.float32(v) for k, v in traced_weights(method_config).items()}
-        self._schedule = {
-            "steps": np.float32(schedule.steps),
-            "warmup_steps": np.float32(schedule.warmup_steps),
-            "learning_rate": np.float32(schedule.learning_rate),
-        }
-        init_key, self._key = jax.random.split(jax.random.PRNGKey(config.seed))
-        params = init_params(config.network, init_key)
+        self.normalization = self.setup.normalization
+        self.data = jax.device_put(self.setup.arrays)
+        self._program = train_program(self.setup.structure)
+        params = self.setup.params
         self.state = TrainState(params, self._program.init_optimizer(params), 0)
         self.history: list[dict[str, float]] = []
         self._cancelled = False
-        self._timings = {"compile_seconds": 0.0, "train_seconds": 0.0, "seed_mesh_seconds": 0.0,
-                         "seed_wait_seconds": 0.0, "snapshot_seconds": 0.0}
+        self._timings = new_timings()
         self._seed_refreshes = 0
         self._nan_steps = 0
         self._seed_fallbacks = 0
@@ -423,7 +653,7 @@ class Fitter:
         A machine-independent cost: the speed benchmark compares methods by it next to their
         measured step times. Compiles a separate program; not needed for fitting.
         """
-        return self._program.step_flops(self.state.params, self.data, self._weights)
+        return self._program.step_flops(self.state.params, self.data, self.setup.weights)
 
     def cancel(self) -> None:
         """Stop after the chunk that is running; the state stays usable."""
@@ -441,55 +671,25 @@ class Fitter:
         )
 
     def summary(self) -> dict[str, Any]:
-        train = self._timings["train_seconds"]
-        trained_steps = len(self.history)
-        refresh = self._timings["seed_mesh_seconds"]
-        waited = min(self._timings["seed_wait_seconds"], refresh)
-        return {
-            "method": self.config.method,
-            "steps": self.state.step,
-            "target_steps": self.config.schedule.steps,
-            "seed": self.config.seed,
-            "points": int(len(self._points)),
-            "original_points": int(self.cloud.original_count),
-            "compile_seconds": round(self._timings["compile_seconds"], 4),
-            "fit_seconds": round(
-                (time.perf_counter() - self._wall_start) if self._wall_start else 0.0, 4
-            ),
-            "train_seconds": round(train, 4),
-            "steps_per_second": round(trained_steps / train, 3) if train > 0 else 0.0,
-            "matmul_precision": self.config.precision,
-            "chunk_steps": self._chunk_length(None),
-            "seed_refreshes": self._seed_refreshes,
-            "seed_mesh_seconds": round(refresh, 4),
-            "seed_refresh_overlap": self.config.seed_refresh_lag > 0,
-            "seed_refresh_lag_steps": self.config.seed_refresh_lag,
-            "seed_refresh_wait_seconds": round(waited, 4),
-            "seed_refresh_overlapped_seconds": round(refresh - waited, 4),
-            "snapshot_seconds": round(self._timings["snapshot_seconds"], 4),
-            "nan_steps_skipped": int(self._nan_steps),
-            "seed_fallbacks": int(self._seed_fallbacks),
-            "cancelled": self._cancelled,
-            "backend": jax.default_backend(),
-        }
+        return fit_summary(
+            self.config, steps=self.state.step, trained_steps=len(self.history),
+            points=len(self.setup.points), original_points=self.cloud.original_count,
+            timings=self._timings,
+            wall_seconds=(time.perf_counter() - self._wall_start) if self._wall_start else 0.0,
+            seed_refreshes=self._seed_refreshes, nan_steps=self._nan_steps,
+            seed_fallbacks=self._seed_fallbacks, cancelled=self._cancelled)
 
     # -- the loop ----------------------------------------------------------------------------
     def _chunk_length(self, snapshot_every: int | None) -> int:
-        refresh = self.config.method_config.seed_refresh_every if self.spec.uses_surface_seeds else None
-        return chunk_length(self.config.chunk_steps, refresh, self.config.seed_refresh_lag, snapshot_every)
+        return fit_chunk_length(self.config, snapshot_every)
 
     def _plan(self, snapshot_every: int | None) -> list[tuple[int, tuple[int, ...]]]:
         """The chunks from the current step to the end (see chunk_plan)."""
-        breaks = [(snapshot_every or 0, 0)]
-        if self.spec.uses_surface_seeds:
-            every = self.config.method_config.seed_refresh_every
-            breaks += [(every, 0), (every, self.config.seed_refresh_lag)]
-        return chunk_plan(self.state.step, self.config.schedule.steps,
-                          self._chunk_length(snapshot_every), self.config.chunk_steps, tuple(breaks))
+        return fit_plan(self.config, self.state.step, snapshot_every)
 
     def _chunk_args(self, step: int) -> tuple:
-        return (self.state.params, self.state.opt_state, np.int32(step), self.data, self._weights,
-                self._schedule, self._key)
+        return (self.state.params, self.state.opt_state, np.int32(step), self.data, self.setup.weights,
+                self.setup.schedule, self.setup.key)
 
     def compile(self, *, snapshot_every: int | None = None) -> float:
         """Compile every chunk program the rest of this fit will run, without running it.
@@ -524,24 +724,13 @@ class Fitter:
         """
         total = self.config.schedule.steps
         self._wall_start = time.perf_counter()
-        refresh = self.config.method_config.seed_refresh_every if self.spec.uses_surface_seeds else None
-        lag = self.config.seed_refresh_lag
-        pending: _PendingSeeds | None = None
-        workers = concurrent.futures.ThreadPoolExecutor(1, "diffcd-seeds") if lag else None
-        seeds_stale = True  # seeds belong to the parameters of this run, also after a restore
+        refresher = DataRefresher(self, self.config, self._timings) if self.spec.refresh else None
         try:
             for step, pieces in self._plan(snapshot_every):
                 if self._cancelled:
                     break
-                if pending is not None and step >= pending.swap_step:
-                    self._install_seeds(self._wait_for(pending))
-                    pending = None
-                if refresh and (seeds_stale or step % refresh == 0):
-                    if seeds_stale or not lag:
-                        self._refresh_surface_seeds(step)
-                    elif step + lag < total:  # seeds that would arrive after the end are skipped
-                        pending = self._start_refresh(workers, step, step + lag)
-                    seeds_stale = False
+                if refresher is not None:
+                    refresher.before_chunk(step, self.state.params)
                 outputs = self._run_chunk(step, pieces)
                 event = self._event(outputs)
                 if snapshot_every and (self.state.step % snapshot_every == 0 or self.state.step == total):
@@ -550,8 +739,8 @@ class Fitter:
                     callback(event)
                 yield event
         finally:
-            if workers is not None:
-                workers.shutdown(wait=False, cancel_futures=True)
+            if refresher is not None:
+                refresher.close()
         result = FitResult(self.fitted(), self.summary(), self.history)
         final = FitEvent(
             step=self.state.step, total_steps=total,
@@ -564,30 +753,19 @@ class Fitter:
         yield final
 
     def _run_chunk(self, step: int, pieces: tuple[int, ...]) -> dict[str, np.ndarray]:
-        start = time.perf_counter()
-        compile_seconds = 0.0
-        parts = []
-        first = step
-        for length in pieces:
-            (params, opt_state, skipped, outputs), seconds = self._program(length, *self._chunk_args(first))
-            compile_seconds += seconds
-            self.state = TrainState(params, opt_state, first + length)
-            parts.append((skipped, outputs))
-            first += length
-        parts = jax.device_get(parts)  # waits for the chunk to finish
-        seconds = time.perf_counter() - start
-        self._timings["compile_seconds"] += compile_seconds
-        self._timings["train_seconds"] += seconds - compile_seconds
-        self._nan_steps += sum(int(skipped) for skipped, _ in parts)
-        outputs = {name: np.concatenate([part[name] for _, part in parts]) for name in parts[0][1]}
-        active = first - step
+        run = self._program.run_pieces(step, pieces, self.state.params, self.state.opt_state, self.data,
+                                       self.setup.weights, self.setup.schedule, self.setup.key)
+        self.state = TrainState(run.params, run.opt_state, step + run.steps)
+        self._timings["compile_seconds"] += run.compile_seconds
+        self._timings["train_seconds"] += run.train_seconds
+        self._nan_steps += int(run.skipped)
         elapsed = time.perf_counter() - self._wall_start
-        for i in range(active):
+        for i in range(run.steps):
             row = {"step": step + i + 1}
-            row.update({name: float(values[i]) for name, values in outputs.items()})
-            row["elapsed"] = round(elapsed - (seconds - compile_seconds) * (active - 1 - i) / active, 4)
+            row.update({name: float(values[i]) for name, values in run.outputs.items()})
+            row["elapsed"] = round(elapsed - run.train_seconds * (run.steps - 1 - i) / run.steps, 4)
             self.history.append(row)
-        return outputs
+        return run.outputs
 
     def _event(self, outputs: dict[str, np.ndarray]) -> FitEvent:
         summary = self.summary()
@@ -613,79 +791,39 @@ class Fitter:
         finally:
             self._timings["snapshot_seconds"] += time.perf_counter() - start
 
-    # -- DiffCD's surface seeds ----------------------------------------------------------------
-    # A refresh (method.md §4, step 1) has a device part, f on the seed-mesh grid, and a host
-    # part: marching cubes, area-uniform seeds on the mesh, their candidate nearest cloud points.
-    # Overlapped, the host part runs in a background thread. On an accelerator the grid is
-    # evaluated between two chunks (a few passes over the blocks that may hold the surface):
-    # evaluations from another thread would queue behind training chunks on the device's one
-    # compute stream, once per block level. On a CPU the cores are the device, and the grid is
-    # evaluated in the background thread too, beside training.
-    def _refresh_surface_seeds(self, step: int) -> None:
-        """DiffCD: new seeds from the current f, before the next chunk runs (synchronous)."""
-        start = time.perf_counter()
-        self._install_seeds(self._surface_seed_data(self._seed_grid(self.state.params), step))
-        self._timings["seed_wait_seconds"] += time.perf_counter() - start
+    # -- the method's data refresh (DataRefresher's engine) -------------------------------------
+    # A refresh has a device part, f on the grid, and a host part (DiffCD: marching cubes,
+    # area-uniform seeds on the mesh, their candidate nearest cloud points). Overlapped, the
+    # host part runs in a background thread. On an accelerator the grid is evaluated between
+    # two chunks (a few passes over the blocks that may hold the surface): evaluations from
+    # another thread would queue behind training chunks on the device's one compute stream, once
+    # per block level. On a CPU the cores are the device, and the grid is evaluated in the
+    # background thread too, beside training.
+    def seed_grids(self, params: Params, background: bool) -> Callable[[], list[np.ndarray]]:
+        """Start evaluating f on the refresh grid (coarse-to-fine: exact where the surface may
+        be); the returned function gives [values]."""
+        resolution = self.spec.refresh.resolution(self.config.method_config)
 
-    def _start_refresh(self, workers, step: int, swap_step: int) -> _PendingSeeds:
-        """Begin a refresh from the parameters at `step`; its seeds are swapped in at swap_step."""
-        if _grid_in_background():
+        def grid(params):
+            evaluate = lambda x: evaluate_in_chunks(self.config.network, params, x)
+            return [meshing.evaluate_coarse_to_fine(evaluate, resolution)[0]]
+
+        if background:
             # The next chunk donates the parameters' buffers: the thread evaluates a copy.
-            params = jax.tree_util.tree_map(jnp.copy, self.state.params)
-            job = lambda: self._surface_seed_data(self._seed_grid(params), step)
-            return _PendingSeeds(step, swap_step, workers.submit(job))
-        start = time.perf_counter()
-        grid = self._seed_grid(self.state.params)
-        self._timings["seed_wait_seconds"] += time.perf_counter() - start
-        return _PendingSeeds(step, swap_step, workers.submit(self._surface_seed_data, grid, step))
+            params = jax.tree_util.tree_map(jnp.copy, params)
+            return lambda: grid(params)
+        values = grid(params)
+        return lambda: values
 
-    def _wait_for(self, pending: _PendingSeeds) -> dict[str, Any]:
-        start = time.perf_counter()
-        data = pending.future.result()
-        self._timings["seed_wait_seconds"] += time.perf_counter() - start
-        return data
+    def refresh_from_grids(self, grids: list[np.ndarray], step: int) -> list:
+        return [self.setup.refresh(grids[0], step)]
 
-    def _seed_grid(self, params: Params) -> tuple[np.ndarray, float]:
-        """f on the seed mesh's grid (coarse-to-fine: exact where the surface may be), and the
-        seconds it took."""
-        start = time.perf_counter()
-        evaluate = lambda x: evaluate_in_chunks(self.config.network, params, x)
-        values, _ = meshing.evaluate_coarse_to_fine(evaluate, self.config.method_config.seed_mesh_resolution)
-        return values, time.perf_counter() - start
-
-    def _surface_seed_data(self, grid: tuple[np.ndarray, float], step: int) -> dict[str, Any]:
-        """The host part of a refresh: mesh the grid, draw area-uniform seeds on the mesh and find
-        each seed's candidate nearest cloud points. Safe in a background thread: it reads, never
-        writes, the fitter."""
-        start = time.perf_counter()
-        values, grid_seconds = grid
-        cfg = self.config.method_config
-        seed = [self.config.seed, step]
-        fell_back = False
-        try:
-            vertices, faces = meshing.marching_cubes(values)
-            seeds = sample_triangles(vertices[faces], cfg.seed_count, seed, "seed mesh")[0]
-        except (NoSurfaceError, MeshError):
-            # Without a level set, start from the cloud itself: the projection moves these seeds
-            # onto whatever surface appears.
-            fell_back = True
-            rng = np.random.default_rng(seed)
-            pick = rng.choice(len(self._points), cfg.seed_count, replace=len(self._points) < cfg.seed_count)
-            seeds = self._points[pick]
-        seeds = seeds.astype(np.float32)
-        candidates, radius = sampling.nearest_candidates(self._tree, seeds, cfg.nn_candidates)
-        return {
-            "arrays": {"seeds": seeds, "seed_candidates": candidates, "seed_radius": radius},
-            "fell_back": fell_back,
-            "seconds": grid_seconds + time.perf_counter() - start,
-        }
-
-    def _install_seeds(self, refresh: dict[str, Any]) -> None:
-        """Swap a refresh's seeds into the training data (between chunks, on the main thread)."""
-        self.data = {**self.data, **jax.device_put(refresh["arrays"])}
-        self._seed_fallbacks += int(refresh["fell_back"])
+    def install_refresh(self, results: list) -> None:
+        """Swap a refresh's arrays into the training data (between chunks, on the main thread)."""
+        arrays, fell_back = results[0]
+        self.data = {**self.data, **jax.device_put(arrays)}
+        self._seed_fallbacks += int(fell_back)
         self._seed_refreshes += 1
-        self._timings["seed_mesh_seconds"] += refresh["seconds"]
 
 
 def warm_up(

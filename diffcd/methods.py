@@ -1,7 +1,8 @@
 """The method registry: one entry per fitting method (config dataclass + data set-up + loss).
 
 Adding a method is one `MethodSpec` in `METHODS`; the fit loop, CLI, app and benchmarks read the
-registry. Defaults are the paper's (method.md §4).
+registry. A method whose data follows the fit (DiffCD's surface seeds) declares a `DataRefresh`
+hook, which the fit loop runs on its schedule. Defaults are the paper's (method.md §4).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffcd import losses, nearest, sampling
+from diffcd import losses, meshing, nearest, sampling
+from diffcd.errors import MeshError, NoSurfaceError
+from diffcd.metrics import sample_triangles
 
 Data = dict[str, jax.Array]
 """Per-fit arrays a loss reads (cloud, sigma, method extras); shapes fixed for the whole fit.
@@ -93,6 +96,28 @@ MethodConfig = Any
 
 
 @dataclasses.dataclass(frozen=True)
+class DataRefresh:
+    """A method hook: data arrays recomputed from the current f during a fit.
+
+    Every `every(config)` steps (and at a fit's first step) the fit loop evaluates f on the
+    cube grid of `resolution(config)`³ points and calls `from_grid`; the arrays it returns
+    replace those of the same names in the fit's data (same shapes, so nothing recompiles).
+    Whether the loop waits for it or trains on meanwhile is the fit's choice
+    (FitConfig.overlap_seed_refresh), not the method's.
+    """
+
+    every: Callable[[Any], int]
+    """config -> steps between refreshes."""
+    resolution: Callable[[Any], int]
+    """config -> grid resolution of f."""
+    from_grid: Callable[..., tuple[dict[str, np.ndarray], bool]]
+    """(values, points, tree, config, seed) -> (arrays, fell_back): `values` is f on the grid,
+    `points` and `tree` the fit's cloud and its KD-tree, `seed` a NumPy seed for this refresh.
+    fell_back: the grid gave no usable surface and the arrays came from elsewhere. Runs on the
+    host, possibly in a background thread: it must not write shared state."""
+
+
+@dataclasses.dataclass(frozen=True)
 class MethodSpec:
     """How a method sets up its data and computes its loss."""
 
@@ -105,7 +130,12 @@ class MethodSpec:
     host. `tree` is the cloud's KD-tree when the caller has it (saves building it again)."""
     loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
     """(f, params, data, config, weights, key, batch_size) -> (loss, aux), pure and jit-able."""
-    uses_surface_seeds: bool = False
+    refresh: DataRefresh | None = None
+    """Data the fit loop recomputes from the current f (DiffCD's surface seeds); None: none."""
+
+    @property
+    def uses_surface_seeds(self) -> bool:
+        return self.refresh is not None
 
 
 def _bind(apply: Callable, params: Any) -> Callable[[jax.Array], jax.Array]:
@@ -183,6 +213,25 @@ def diffcd_prepare(points, sigma, config, seed, tree=None):
         "seed_radius": np.zeros((config.seed_count,), np.float32),
         **index,
     }
+
+
+def diffcd_surface_seeds(values, points, tree, config, seed) -> tuple[dict[str, np.ndarray], bool]:
+    """DiffCD's seed refresh (method.md §4, step 1) from f on a grid: mesh its zero level set,
+    draw area-uniform seeds on the mesh and find each seed's candidate nearest cloud points."""
+    fell_back = False
+    try:
+        vertices, faces = meshing.marching_cubes(values)
+        seeds = sample_triangles(vertices[faces], config.seed_count, seed, "seed mesh")[0]
+    except (NoSurfaceError, MeshError):
+        # Without a level set, start from the cloud itself: the projection moves these seeds
+        # onto whatever surface appears.
+        fell_back = True
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(len(points), config.seed_count, replace=len(points) < config.seed_count)
+        seeds = points[pick]
+    seeds = seeds.astype(np.float32)
+    candidates, radius = sampling.nearest_candidates(tree, seeds, config.nn_candidates)
+    return {"seeds": seeds, "seed_candidates": candidates, "seed_radius": radius}, fell_back
 
 
 def surface_to_cloud_targets(
@@ -278,7 +327,9 @@ METHODS: dict[str, MethodSpec] = {
         config_type=DiffCDConfig,
         prepare=diffcd_prepare,
         loss=diffcd_loss,
-        uses_surface_seeds=True,
+        refresh=DataRefresh(every=lambda config: config.seed_refresh_every,
+                            resolution=lambda config: config.seed_mesh_resolution,
+                            from_grid=diffcd_surface_seeds),
     ),
     "igr": MethodSpec(
         name="igr",

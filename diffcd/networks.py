@@ -186,6 +186,37 @@ def make_training_sdf(
     return sdf
 
 
+@dataclasses.dataclass(frozen=True)
+class ParameterGroups:
+    """How a network's parameters split into groups, each trained at its own learning rate.
+
+    The training step takes one learning rate per group (from the schedule, at every step) and
+    optional masks as traced values, so a network with several groups (e.g. a grid encoding
+    beside an MLP, or levels that join coarse to fine) trains with the same compiled step and
+    no recompile when the rates change.
+    """
+
+    names: tuple[str, ...]
+    """One per group, in the order of the learning-rate vector."""
+    learning_rate_scales: tuple[float, ...]
+    """Each group's peak learning rate as a multiple of ScheduleConfig.learning_rate."""
+    labels: Callable[[Params], Any]
+    """params -> the same pytree holding each leaf's group index (Python ints: structure only)."""
+    masks: Callable[[jax.Array], Any] | None = None
+    """The step (a traced int32) -> a pytree like params of multipliers of each parameter's
+    learning rate at that step (e.g. 0 for a level not yet trained); None: no masks."""
+
+    def __post_init__(self) -> None:
+        if not self.names or len(self.names) != len(self.learning_rate_scales):
+            raise ValueError("parameter groups need a name and a learning-rate scale each")
+
+
+def parameter_groups(config: NetworkConfig) -> ParameterGroups:
+    """The parameter groups of the network `config` describes: the MLP is one group."""
+    return ParameterGroups(names=("mlp",), learning_rate_scales=(1.0,),
+                           labels=lambda params: jax.tree_util.tree_map(lambda _: 0, params))
+
+
 def parameter_count(params: Params) -> int:
     return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
 

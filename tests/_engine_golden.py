@@ -1,8 +1,9 @@
 """Short fits on fixed seeds whose losses and final parameters are pinned in engine_golden.npz.
 
-The file was written by this script before the single-shape and batched training engines were
-merged into one, so tests/test_engine.py checks that the merged engine trains exactly as both
-did. Rewrite it only on purpose (a change that is meant to change fits):
+tests/test_engine.py checks that the training engine still trains these fits as the file says
+(it was written with the separate single-shape and batched engines that preceded the shared one;
+fit_many then took overlap_seed_refresh=False for the DiffCD group). Rewrite it only on purpose,
+with a change that is meant to change fits:
 
     JAX_PLATFORMS=cpu python tests/_engine_golden.py --write
 """
@@ -64,25 +65,24 @@ def record(result) -> dict[str, np.ndarray]:
     return out
 
 
-def single_fits() -> dict[str, dict[str, np.ndarray]]:
+BATCHED_GROUPS = (("igr-a", "igr-b"), ("neural-pull",), ("diffcd-a", "diffcd-b"))
+"""The groups fit_many forms from BATCHED; a group fits the same with or without the others."""
+
+
+def single_fit(name: str) -> dict[str, np.ndarray]:
     from diffcd import Fitter
 
-    return {name: record(next(e.result for e in Fitter(cloud, c).run() if e.done))
-            for name, (cloud, c) in SINGLE.items()}
+    cloud, c = SINGLE[name]
+    return record(next(e.result for e in Fitter(cloud, c).run() if e.done))
 
 
-def batched_fits() -> dict[str, dict[str, np.ndarray]]:
+def batched_fits(names=tuple(BATCHED)) -> dict[str, dict[str, np.ndarray]]:
     from diffcd.batch import fit_many
 
-    names = list(BATCHED)
     clouds = [BATCHED[n][0] for n in names]
     configs = [BATCHED[n][1] for n in names]
-    done = {e.index: e.event.result for e in fit_many(clouds, configs, **BATCHED_OPTIONS) if e.event.done}
+    done = {e.index: e.event.result for e in fit_many(clouds, configs) if e.event.done}
     return {names[i]: record(result) for i, result in done.items()}
-
-
-BATCHED_OPTIONS: dict = {"overlap_seed_refresh": False}
-"""Extra fit_many arguments (the engine before the merge took overlap_seed_refresh=False here)."""
 
 
 def flatten(fits: dict[str, dict[str, dict[str, np.ndarray]]]) -> dict[str, np.ndarray]:
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help=f"write {GOLDEN.name}")
     args = parser.parse_args()
     assert jax.default_backend() == "cpu", "the golden fits are CPU fits (JAX_PLATFORMS=cpu)"
-    arrays = flatten({"single": single_fits(), "batched": batched_fits()})
+    arrays = flatten({"single": {name: single_fit(name) for name in SINGLE}, "batched": batched_fits()})
     if args.write:
         np.savez_compressed(GOLDEN, **arrays)
         print(f"wrote {len(arrays)} arrays to {GOLDEN}")

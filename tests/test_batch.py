@@ -58,6 +58,21 @@ def single_fit(cloud, config):
 CLOUDS = [blob_cloud(300, 0), blob_cloud(470, 1, 2.0), blob_cloud(390, 2, 0.5)]
 
 
+def test_two_shapes_in_one_program_equal_each_fitted_alone():
+    """The fast suite's batched-equals-single check: K = 2 IGR shapes of different cloud sizes,
+    seeds and λ in one vmapped program, each against Fitter."""
+    configs = [tiny("igr", steps=10), tiny("igr", steps=10, seed=7, eikonal_weight=0.5)]  # two chunks of 5
+    results, events = results_by_index(fit_many(CLOUDS[:2], configs))
+    assert {e.shapes_in_program for e in events} == {2}
+    for i, (cloud, config) in enumerate(zip(CLOUDS[:2], configs)):
+        alone = single_fit(cloud, config)
+        assert max_difference(results[i], alone) < 1e-5, i
+        assert [row["loss"] for row in results[i].history] == pytest.approx(
+            [row["loss"] for row in alone.history], rel=1e-4, abs=1e-6)
+    assert max_difference(results[0], results[1]) > 1e-3
+
+
+@pytest.mark.slow
 def test_batched_fits_equal_single_fits_for_igr_and_neural_pull():
     # Two groups (IGR, Neural-Pull) from one call; one IGR shape with its own seed and λ.
     configs = [tiny("igr"), tiny("igr", seed=7), tiny("igr", eikonal_weight=0.5),
@@ -82,8 +97,7 @@ def test_no_step_of_the_group_program_is_conditional_and_the_tail_runs_in_one_st
     from diffcd.batch import _Group, _Shape
 
     config = tiny("igr", steps=12)  # chunks of 5: 5, 5, then a tail of two one-step pieces
-    group = _Group([_Shape(i, cloud, config) for i, cloud in enumerate(CLOUDS[:2])], jax.devices()[:1],
-                   pool=None, overlap=False)
+    group = _Group([_Shape(i, cloud, config) for i, cloud in enumerate(CLOUDS[:2])], jax.devices()[:1])
     chunks = [(steps, outputs["loss"].shape) for steps, outputs in group.run()]
     assert chunks == [(5, (5, 2)), (5, (5, 2)), (2, (2, 2))] and group.step == 12  # (steps, shapes)
     compiled = {key[0]: executable.as_text() for key, executable in group.program._compiled.items()}
@@ -93,18 +107,22 @@ def test_no_step_of_the_group_program_is_conditional_and_the_tail_runs_in_one_st
 
 @pytest.mark.slow
 def test_diffcd_batched_equals_single_with_and_without_overlapped_refresh():
-    config = tiny("diffcd")
+    config = tiny("diffcd", steps=40)
+    config = dataclasses.replace(config, chunk_steps=4, overlap_seed_refresh=False, method_config=dataclasses.replace(
+        config.method_config, seed_refresh_every=16))
+    lagged = dataclasses.replace(config, overlap_seed_refresh=True)
+    assert config.seed_refresh_lag == 0 and lagged.seed_refresh_lag > 0
     clouds = CLOUDS[:2]
-    waiting, _ = results_by_index(fit_many(clouds, config, overlap_seed_refresh=False))
-    overlapped, _ = results_by_index(fit_many(clouds, config))
-    # Waiting for every refresh is Fitter's loop (its seed mesh meshes coarse-to-fine, ours
-    # densely: the same level set up to float rounding).
+    waiting, _ = results_by_index(fit_many(clouds, config))
+    overlapped, _ = results_by_index(fit_many(clouds, lagged))
+    # The group evaluates its seed grids densely, Fitter coarse-to-fine: the same level set up
+    # to float rounding. The overlapped refresh has Fitter's lag in both.
     for i, cloud in enumerate(clouds):
         assert max_difference(waiting[i], single_fit(cloud, config)) < 1e-4
-    # Overlapped refreshes: shape 1 in the group of two equals shape 1 fitted alone.
-    alone, _ = results_by_index(fit_many(clouds[1:], config))
-    assert max_difference(overlapped[1], alone[0]) < 1e-5
-    assert overlapped[1].summary["overlap_seed_refresh"] is True
+        assert max_difference(overlapped[i], single_fit(cloud, lagged)) < 1e-4
+    summary = overlapped[1].summary
+    assert summary["seed_refresh_overlap"] is True and summary["seed_refresh_lag_steps"] == lagged.seed_refresh_lag
+    assert summary["seed_refreshes"] == 3  # from steps 0, 16 and 32, the last two used 4 steps later
     assert np.isfinite(overlapped[1].history[-1]["surface_to_point"])
     # The lagged seeds do change the fit: the overlapped and waiting runs are different runs.
     assert max_difference(overlapped[0], waiting[0]) > 0

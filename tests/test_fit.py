@@ -247,16 +247,17 @@ def test_chunked_training_has_no_conditional_and_matches_a_step_by_step_referenc
     assert not any(re.search(r"\sconditional\(", text) for text in compiled.values())  # the HLO opcode
 
     reference = Fitter(cloud, config)
-    step_fn = jax.jit(reference._program._train_step)
-    carry = (reference.state.params, reference.state.opt_state, np.int32(0))
+    step_fn = jax.jit(reference._program.scheduled_step)
+    params, opt_state = reference.state.params, reference.state.opt_state
+    setup = reference.setup
     every = config.method_config.seed_refresh_every
     for step in range(config.schedule.steps):
         if step % every == 0:
-            reference.state = dataclasses.replace(reference.state, params=carry[0])
-            reference._refresh_surface_seeds(step)
-        carry, _ = step_fn(carry, np.int32(step), reference.data, reference._weights,
-                           reference._schedule, reference._key)
-    assert _params_equal(chunked.fitted.params, jax.device_get(carry[0]), atol=1e-6)
+            grids = reference.seed_grids(params, background=False)()
+            reference.install_refresh(reference.refresh_from_grids(grids, step))
+        params, opt_state, _, _ = step_fn(params, opt_state, np.int32(step), reference.data, setup.weights,
+                                          setup.schedule, setup.key)
+    assert _params_equal(chunked.fitted.params, jax.device_get(params), atol=1e-6)
     assert chunked.summary["seed_refreshes"] == 3 and chunked.summary["seed_refresh_overlapped_seconds"] == 0
 
 
