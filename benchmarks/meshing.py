@@ -1,13 +1,13 @@
-"""Meshing host-work benchmark (issue 11 §5, issue 10 §3): before/after at one resolution.
+"""Meshing host-work benchmark: the coarse-to-fine mesher against a reference implementation.
 
     python -m benchmarks.meshing [--resolution 256] [--repeats 3] [--params FILE.pkl]
 
 Interleaves, in one process, A/B runs of
 - grid evaluation with host (NumPy) parameters, copied to the device on every 32k-point chunk,
   against parameters put on the device once per mesh (`diffcd.sdf.on_device`);
-- the coarse-to-fine driver before this change (per-block Python fill loop, no check of the
-  |∇f| <= 2 assumption; the code of commit 1eb098f, read with `git show`) against the current
-  one (vectorised fill, corner checks and post-hoc verification),
+- a reference coarse-to-fine driver (per-block Python fill loop, no check of the |∇f| <= 2
+  assumption; the code of commit 1eb098f, read with `git show`) against `diffcd.meshing`'s
+  (vectorised fill, corner checks and post-hoc verification),
 on the cpu-quick network (untrained: geometric initialisation, close to a sphere; or the trained
 parameters of a pickle {"params", "network"}). Writes benchmarks/results/meshing-<backend>.md.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import pickle
 import subprocess
 import sys
@@ -83,7 +84,7 @@ def main() -> None:
     same = np.array_equal(before.vertices, after.vertices) and np.array_equal(before.faces, after.faces)
     lines = [f"# Meshing host work: {res}³, cpu-quick network, {label}", "",
              f"{time.strftime('%Y-%m-%d %H:%M')}, {jax.default_backend()}, median of {args.repeats} "
-             "interleaved runs, taken on a busy shared 2-core machine (ratios matter, not seconds).", "",
+             f"interleaved runs on {os.cpu_count()} cores.", "",
              "| what | median s | runs |", "| --- | --- | --- |"]
     for name, values in timings.items():
         lines.append(f"| {name} | {np.median(values):.3f} | {', '.join(f'{v:.2f}' for v in values)} |")

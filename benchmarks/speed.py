@@ -8,8 +8,7 @@ coarse-to-fine, memory.
     python -m benchmarks.speed --cloud-sweep 30000 200000 1000000 --warm-steps 96 --steps 32 --repeats 7
     python -m benchmarks.speed --cloud-sweep 30000 200000 1000000 --whole-fits 3  # whole fits, ~20 min
 
-Prints a table and writes benchmarks/results/speed-<backend>.md and .json (linked from the
-README). Timings exclude compilation: each method first runs one chunk, then a timed run.
+Prints a table and writes benchmarks/results/speed-<backend>.md and .json (see docs/benchmarks.md). Timings exclude compilation: each method first runs one chunk, then a timed run.
 """
 
 from __future__ import annotations
@@ -266,7 +265,7 @@ print(json.dumps({{"first_event_seconds": time.perf_counter() - start, "warm_up_
 
 
 def gpu_report(args: argparse.Namespace) -> dict:
-    """The GPU check of issue 11, one run of about 8 minutes on one H200:
+    """The GPU check, one run of about 8 minutes on one H200:
 
     1. paper-preset steps/s of DiffCD at each matmul precision (highest, high, default);
     2. the app's first-fit latency (gpu-demo, torus): cold cache, cached, after the warm-up;
@@ -461,7 +460,7 @@ def markdown(report: dict) -> str:
         "Steps timed after `warm` steps of training with the preset's seed refreshes (a fit in "
         "progress), or from the untrained net (warm 0; seeds refreshed at step 0 only). DiffCD's "
         "exact nearest-neighbour search costs most while the surface is far from the cloud, early in "
-        "a fit; `diffcd:nn_search=candidates` is the former, inexact search.",
+        "a fit; `diffcd:nn_search=candidates` searches only each seed's 32 candidates (exact where their certificate holds), for comparison.",
         "",
         "| preset | method | batch | warm | compile s | steps/s | s/step | GFLOP/step | GFLOP/s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -506,7 +505,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-# -- cloud-size sweep (issue 10 §5): a step's cost must not grow with the cloud ------------------
+# -- cloud-size sweep: a step's cost must not grow with the cloud --------------------------------
 
 SWEEP_MESH = Path(__file__).parent / "data" / "bunny_gt.ply"
 
@@ -611,7 +610,7 @@ def _write_whole_fit_report(rows: list[dict], args: argparse.Namespace) -> None:
 
 
 def sweep_main() -> None:
-    parser = argparse.ArgumentParser(description="Steps/s against cloud size (issue 10 §5).")
+    parser = argparse.ArgumentParser(description="Steps/s against cloud size.")
     parser.add_argument("--cloud-sweep", nargs="+", type=int, default=[30_000, 200_000, 1_000_000])
     parser.add_argument("--preset", default="cpu-quick")
     parser.add_argument("--method", default="diffcd")

@@ -11,7 +11,7 @@ steps). On the CPU, paper-size steps are not run: the projection scales the meas
 rate by XLA's FLOP count of one paper-size step over one cpu-quick step (an estimate; marked so).
 On a GPU it also records the peak device memory and the time of one full 40k-step DiffCD fit.
 
-Writes benchmarks/results/throughput-<backend>.md and .json (linked from the README).
+Writes benchmarks/results/throughput-<backend>.md and .json (see docs/benchmarks.md).
 """
 
 from __future__ import annotations

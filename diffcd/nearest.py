@@ -20,13 +20,13 @@ Three stages, each exact where it answers and each cheaper than the next:
 Stages 2 and 3 run over buffers of the still-open points in a `while_loop`, so a step pays for
 the points that need them and no point is ever left unsearched.
 
-Why this shape (benchmarks/results/issue10-nn-and-draw-cpu.md): the cost of a search must not
+Why this shape (docs/speed.md): the cost of a search must not
 grow with the cloud. A point 0.01 from a 1M-point scan has ~20x more cloud points in its
 neighbourhood than from a 50k one; selections at a fixed count per level (four levels of 8 of
 64 at 1M points, three at 50k) and discs that keep the number of leaves a point's
 nearest-neighbour ball meets at 3-9 whatever the density leave ~8 µs a point at 1M points.
-A former stage of hops through each cloud point's 32 nearest neighbours proved only 5 % of the
-points at 1M (the lists cover a radius that shrinks with density) and its random gathers into
+A stage of hops through each cloud point's 32 nearest neighbours would prove only 5 % of the
+points at 1M (the lists cover a radius that shrinks with density), and its random gathers into
 the cloud cost more than the hierarchy's search of the same points.
 
 What made it fast on XLA's CPU backend: coordinates kept apart (see `_squared_distances`), and

@@ -1,6 +1,7 @@
 """Named size presets: the paper's settings, a GPU demo and a CPU time ladder (cpu-quick one to
 two, cpu-5min five to seven, on two cores; the lower figure on a fast desktop
-CPU, the higher on the project's CI-class machine: benchmarks/results/quality-vs-time-cpu.md).
+CPU, the higher on a 2-core CI-class machine: benchmarks/results/quality-cpu-quick-cpu.md and
+benchmarks/results/quality-cpu-5min-cpu.md).
 
 cpu-quick trains on batches of 1250 points for 1600 steps rather than 2500 for 800: the same
 time, and on the thin-part dragon scan a Chamfer distance of 0.72 % of the longest side instead

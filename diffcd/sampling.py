@@ -30,7 +30,7 @@ def spatial_order(points: np.ndarray) -> np.ndarray:
     The fit's set-up asks the KD-tree for every point's neighbours; in the order a mesh sampler
     or a scanner writes points, consecutive queries walk different branches and miss the cache.
     In this order the 1M-point set-up's sigma ran 3x faster (12.3 against 4.1 s) and the nearest
-    index 1.5x (benchmarks/results/issue10-nn-and-draw-cpu.md). The training step itself was
+    index 1.5x (docs/speed.md). The training step itself was
     measured the same in both orders. A fit does not depend on the input's order at all (ties
     aside): batches are uniform over the index range whatever it holds.
     """
@@ -137,9 +137,9 @@ def draw_batch_indices(
     """batch_size distinct indices into num_points: a uniformly random subset, in random order.
 
     The first batch_size positions of a fresh keyed permutation of the index range
-    (`permuted_indices`): a step's draw costs the same at 30k and at 1M points. The former draw,
-    the top-k of num_points random keys, is a full sort on XLA's CPU backend (14 ms per call at
-    50k points, 307 ms at 1M on 2 cores).
+    (`permuted_indices`): a step's draw costs the same at 30k and at 1M points. The top-k of
+    num_points random keys would be a full sort on XLA's CPU backend (14 ms per call at 50k
+    points, 307 ms at 1M on 2 cores).
 
     `valid` (traced, optional): only the first `valid` of num_points may be drawn, the rest are
     padding (diffcd.batch pads clouds to a common size). The draw is then the one an unpadded
