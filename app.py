@@ -12,7 +12,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from diffcd.compilation_cache import enable_compilation_cache  # noqa: E402
-from space import QUEUE_MAX_SIZE, build_app, launch_options  # noqa: E402
+from diffcd_space import QUEUE_MAX_SIZE, build_app, launch_options  # noqa: E402
 
 enable_compilation_cache()  # compiled programs persist across restarts (DIFFCD_COMPILATION_CACHE)
 demo = build_app()
@@ -33,8 +33,8 @@ def warm_up_in_background() -> None:
 
     from diffcd import load_point_cloud
     from diffcd.fit import warm_up
-    from space.examples import get_example
-    from space.presets import default_preset_name, library_presets
+    from diffcd_space.examples import get_example
+    from diffcd_space.presets import default_preset_name, library_presets
 
     def work() -> None:
         try:

@@ -50,7 +50,7 @@ def _peak_rss_mb() -> float:
 
 
 def _tiny_preset():
-    from space.presets import AppPreset
+    from diffcd_space.presets import AppPreset
 
     return AppPreset(name="load-tiny", base="cpu-quick", description="Load test: 2×32, 40 steps.", steps=40,
                      network={"hidden_layers": 2, "width": 32, "skip_layers": ()}, resolution=32,
@@ -386,8 +386,8 @@ def _polygon_bombs(url: str, work: Path, rec: Recorder, max_bytes: int) -> dict:
 
 def run(sessions: int = 8, time_limit: float = 90.0, write: bool = True) -> dict:
     from tools.hubserver import HubServer
-    from space import QUEUE_MAX_SIZE, build_app, launch_options
-    from space.limits import Limits
+    from diffcd_space import QUEUE_MAX_SIZE, build_app, launch_options
+    from diffcd_space.limits import Limits
 
     work = Path(tempfile.mkdtemp(prefix="diffcd-loadfault-"))
     hub = HubServer({TOKEN: USER})

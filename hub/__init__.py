@@ -1,6 +1,6 @@
 """Share fitted diffcd SDFs through the Hugging Face Hub.
 
-    from hub import SDFModel, push_checkpoint
+    from diffcd_hub import SDFModel, push_checkpoint
     push_checkpoint("runs/bunny-diffcd", "user/bunny-diffcd")
     sdf = SDFModel.from_pretrained("user/bunny-diffcd")     # huggingface_hub's ModelHubMixin
     mesh = sdf.extract_mesh(256)
@@ -11,12 +11,12 @@ To try this without an account, `python -m tools.hubserver` runs a loopback stan
 
 from __future__ import annotations
 
-from hub.discover import list_checkpoints
-from hub.errors import HubError
-from hub.limits import ListLimits, PullLimits
-from hub.model import SDFModel, load_sdf
-from hub.pull import PullResult, pull_checkpoint
-from hub.push import PushResult, push_checkpoint
+from diffcd_hub.discover import list_checkpoints
+from diffcd_hub.errors import HubError
+from diffcd_hub.limits import ListLimits, PullLimits
+from diffcd_hub.model import SDFModel, load_sdf
+from diffcd_hub.pull import PullResult, pull_checkpoint
+from diffcd_hub.push import PushResult, push_checkpoint
 
 __all__ = [
     "SDFModel",

@@ -1,5 +1,5 @@
-"""Entry point of `python -m hub`."""
+"""Entry point of `python -m diffcd_hub`."""
 
-from hub.cli import main
+from diffcd_hub.cli import main
 
 raise SystemExit(main())

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from diffcd.methods import METHODS
 
-from hub.errors import HubError, remember_secret
+from diffcd_hub.errors import HubError, remember_secret
 
 LIBRARY_NAME = "diffcd"
 CONFIG_FILE = "config.json"

@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from hub._common import resolve_endpoint
+from diffcd_hub._common import resolve_endpoint
 
 MAX_ANSWER_BYTES = 64_000
 

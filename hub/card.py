@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub._common import (CARD_FILE, CLOUD_FILE, CONFIG_FILE, LIBRARY_NAME, MESH_FILE, method_label,
+from diffcd_hub._common import (CARD_FILE, CLOUD_FILE, CONFIG_FILE, LIBRARY_NAME, MESH_FILE, method_label,
                          METRICS_FILE, WEIGHTS_FILE)
 
 BASE_TAGS = ["sdf", "implicit-surface", "point-cloud", "surface-reconstruction", "jax", "flax", "diffcd",
@@ -150,14 +150,14 @@ def _card_body(repo_id: str | None, config: dict[str, Any], *, metrics, summary,
         "Load it with the `hub` package of the diffcd repository, the Hub's usual `from_pretrained` "
         "(only the safetensors weights and JSON files are loaded; nothing is unpickled):", "",
         "```python",
-        "from hub import SDFModel",
+        "from diffcd_hub import SDFModel",
         f'sdf = SDFModel.from_pretrained("{shown_id}")',
         "mesh = sdf.extract_mesh(256)",
         "```", "",
         "`sdf(points)` gives signed distances for an (N, 3) array in the input's coordinates. "
         "From the command line:", "",
         "```bash",
-        f"python -m hub pull {shown_id} --resolution 256 --out {shown_id.split('/')[-1]}",
+        f"python -m diffcd_hub pull {shown_id} --resolution 256 --out {shown_id.split('/')[-1]}",
         "```", "",
         "## Files", "",
     ]

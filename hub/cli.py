@@ -1,4 +1,4 @@
-"""`python -m hub push|pull|list`: share fitted SDFs through the Hugging Face Hub."""
+"""`python -m diffcd_hub push|pull|list`: share fitted SDFs through the Hugging Face Hub."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from hub.errors import scrub
+from diffcd_hub.errors import scrub
 
 EPILOG = """\
 The Hub address comes from HF_ENDPOINT (default https://huggingface.co); to try this offline run
@@ -16,7 +16,7 @@ HF_TOKEN, else `hf auth login`; they are never printed or written anywhere.
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hub", description="Share fitted diffcd SDFs through the Hugging Face Hub: "
+    parser = argparse.ArgumentParser(prog="python -m diffcd_hub", description="Share fitted diffcd SDFs through the Hugging Face Hub: "
                                                  "push, pull and list checkpoints.",
                                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="{push,pull,list,prune}")
@@ -83,7 +83,7 @@ def _headline_metric(metrics: dict) -> str:
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "push":
-        from hub.push import push_checkpoint
+        from diffcd_hub.push import push_checkpoint
 
         result = push_checkpoint(args.source, args.repo_id, token=args.token, private=args.private,
                                  revision=args.revision, commit_message=args.message,
@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace) -> None:
         print(f"commit: {result.commit_url}")
         print(f"sha: {result.commit_sha}")
     elif args.command == "pull":
-        from hub.pull import pull_checkpoint
+        from diffcd_hub.pull import pull_checkpoint
 
         out = args.out or args.repo_id.split("/")[-1]
         result = pull_checkpoint(args.repo_id, revision=args.revision, token=args.token, out_dir=out,
@@ -101,13 +101,13 @@ def _run(args: argparse.Namespace) -> None:
         print(f"files: {result.out_dir}")
         print(f"mesh: {result.mesh_path}")
     elif args.command == "prune":
-        from hub.cache import prune
+        from diffcd_hub.cache import prune
 
         result = prune(int(args.max_gb * 1e9), args.max_age * 3600, cache_dir=args.cache_dir)
         print(f"Deleted {result.revisions_deleted} revisions ({result.bytes_freed / 1e6:.1f} MB); "
               f"the cache holds {result.bytes_kept / 1e6:.1f} MB.")
     else:
-        from hub.discover import list_checkpoints
+        from diffcd_hub.discover import list_checkpoints
 
         rows = list_checkpoints(author=args.author, token=args.token, limit=args.limit, search=args.search)
         if not rows:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from hub._common import CONFIG_FILE, LIBRARY_NAME, METRICS_FILE, resolve_endpoint, resolve_token
-from hub.errors import HubError, request_scope, translate
-from hub.limits import DEFAULT_LIST_LIMITS, ListLimits
+from diffcd_hub._common import CONFIG_FILE, LIBRARY_NAME, METRICS_FILE, resolve_endpoint, resolve_token
+from diffcd_hub.errors import HubError, request_scope, translate
+from diffcd_hub.limits import DEFAULT_LIST_LIMITS, ListLimits
 
 __all__ = ["list_checkpoints"]
 

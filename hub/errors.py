@@ -136,7 +136,7 @@ def translate(exc: BaseException, repo_id: str, *, action: str, revision: str | 
     if isinstance(exc, hf.RevisionNotFoundError):
         return RevisionNotFoundError(
             f"Revision {revision!r} does not exist in {repo_id}{where}: pass an existing branch, tag or "
-            "commit sha (see `python -m hub list`).", repo_id=repo_id)
+            "commit sha (see `python -m diffcd_hub list`).", repo_id=repo_id)
     if isinstance(exc, hf.RemoteEntryNotFoundError):
         return NotACheckpointError(
             f"{repo_id} is not a diffcd checkpoint: it has no config.json and model.safetensors.",

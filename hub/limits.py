@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from diffcd.export import NetworkLimits
 
-from hub._common import CARD_FILE, CONFIG_FILE, MESH_FILE, METRICS_FILE, WEIGHTS_FILE
+from diffcd_hub._common import CARD_FILE, CONFIG_FILE, MESH_FILE, METRICS_FILE, WEIGHTS_FILE
 
 __all__ = ["PullLimits", "ListLimits", "DEFAULT_PULL_LIMITS", "DEFAULT_LIST_LIMITS"]
 
@@ -27,7 +27,7 @@ def _positive(instance) -> None:
 
 @dataclass(frozen=True)
 class PullLimits:
-    """Bounds of one pull (``hub.pull_checkpoint``, ``hub.load_sdf``, ``SDFModel.from_pretrained``)."""
+    """Bounds of one pull (``diffcd_hub.pull_checkpoint``, ``diffcd_hub.load_sdf``, ``SDFModel.from_pretrained``)."""
 
     network: NetworkLimits = field(default_factory=NetworkLimits)
     """Largest network (parameters, width, depth, activation settings), config.json and header sizes."""
@@ -52,7 +52,7 @@ class PullLimits:
 
 @dataclass(frozen=True)
 class ListLimits:
-    """Bounds of one listing (``hub.list_checkpoints``)."""
+    """Bounds of one listing (``diffcd_hub.list_checkpoints``)."""
 
     max_repos: int = 50
     """Most repos whose files one listing reads."""

@@ -1,6 +1,6 @@
 """`SDFModel`: a fitted SDF with the Hub's own model convention (huggingface_hub.ModelHubMixin).
 
-    from hub import SDFModel
+    from diffcd_hub import SDFModel
     sdf = SDFModel.from_pretrained("user/bunny-diffcd", revision="v1")
     mesh = sdf.extract_mesh(256)
     sdf.save_pretrained("bunny")            # config.json + model.safetensors + README.md
@@ -9,7 +9,7 @@
 It is a ``diffcd.FittedSDF`` (evaluate, mesh, export as usual). ``save_pretrained`` writes exactly
 ``diffcd.export_sdf``'s export (no second format, no pickle) plus the model card that `hub push`
 writes; ``from_pretrained`` goes through the same bounded, access-checked download as
-``hub.pull_checkpoint`` and the same validation as ``diffcd.load_sdf``.
+``diffcd_hub.pull_checkpoint`` and the same validation as ``diffcd.load_sdf``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from diffcd.export import export_config, export_sdf, read_config
 from diffcd.networks import parameter_count
 from diffcd.sdf import FittedSDF
 
-from hub._common import CARD_FILE, CONFIG_FILE, LIBRARY_NAME, WEIGHTS_FILE, repo_name, resolve_endpoint, resolve_token
-from hub.card import BASE_TAGS, LICENSE, PAPER_URL, build_model_card
-from hub.errors import request_scope, translate
-from hub.limits import DEFAULT_PULL_LIMITS, PullLimits
-from hub.pull import download_checkpoint, load_folder
-from hub.push import open_repo
+from diffcd_hub._common import CARD_FILE, CONFIG_FILE, LIBRARY_NAME, WEIGHTS_FILE, repo_name, resolve_endpoint, resolve_token
+from diffcd_hub.card import BASE_TAGS, LICENSE, PAPER_URL, build_model_card
+from diffcd_hub.errors import request_scope, translate
+from diffcd_hub.limits import DEFAULT_PULL_LIMITS, PullLimits
+from diffcd_hub.pull import download_checkpoint, load_folder
+from diffcd_hub.push import open_repo
 
 __all__ = ["SDFModel", "load_sdf"]
 
@@ -108,10 +108,10 @@ class SDFModel(FittedSDF, ModelHubMixin, library_name=LIBRARY_NAME, license=LICE
         Overrides ModelHubMixin.from_pretrained (same arguments, plus `endpoint` and `limits`) so
         that config.json is never parsed before its size and nesting are checked, no file is
         downloaded before its size is, and a private repo is never served from a shared cache to a
-        token the Hub did not accept (see ``hub.pull``).
+        token the Hub did not accept (see ``diffcd_hub.pull``).
 
         Raises:
-          HubError: the same sentences as ``hub.pull_checkpoint`` (unknown repo or revision, private
+          HubError: the same sentences as ``diffcd_hub.pull_checkpoint`` (unknown repo or revision, private
             repo without access, not a diffcd checkpoint, a limit exceeded).
         """
         if model_kwargs:
@@ -142,9 +142,9 @@ def load_sdf(repo_id: str, revision: str | None = None, token: str | bool | None
              endpoint: str | None = None, limits: PullLimits = DEFAULT_PULL_LIMITS):
     """The FittedSDF published at `repo_id` (a branch, tag or commit sha as `revision`).
 
-    A thin call to ``hub.SDFModel.from_pretrained`` (the Hub's own model convention):
+    A thin call to ``diffcd_hub.SDFModel.from_pretrained`` (the Hub's own model convention):
 
-        from hub import load_sdf
+        from diffcd_hub import load_sdf
         sdf = load_sdf("user/bunny-diffcd")
         mesh = sdf.extract_mesh(256)
     """

@@ -1,6 +1,6 @@
 """Maintainer command: fit every built-in example with every method and publish each fit.
 
-    python -m hub.publish_examples --namespace NAME [--preset cpu-quick] [--methods diffcd igr ...]
+    python -m diffcd_hub.publish_examples --namespace NAME [--preset cpu-quick] [--methods diffcd igr ...]
         [--examples sphere torus ...] [--out RUNS_DIR] [--no-push]
 
 Each fit is written as a run folder RUNS_DIR/<example>-<method> (the layout of diffcd.runs),
@@ -21,8 +21,8 @@ from typing import Iterator
 
 import numpy as np
 
-from hub._common import CLOUD_FILE, CONFIG_FILE, method_label, WEIGHTS_FILE
-from hub.errors import scrub
+from diffcd_hub._common import CLOUD_FILE, CONFIG_FILE, method_label, WEIGHTS_FILE
+from diffcd_hub.errors import scrub
 
 __all__ = ["fit_example", "publish_examples", "seed_server", "main"]
 
@@ -75,7 +75,7 @@ def publish_examples(namespace: str | None, *, preset: str = "cpu-quick", method
     from diffcd import METHODS, DiffCDError
     from diffcd.examples import list_examples
 
-    from hub.push import push_checkpoint
+    from diffcd_hub.push import push_checkpoint
 
     entries = list_examples()
     known = {e["id"]: e for e in entries}
@@ -116,7 +116,7 @@ def seed_server(url: str, token: str, runs_dir: str | os.PathLike, namespace: st
     """Publish every run folder in `runs_dir` to the Hub at `url` as namespace/<folder name>."""
     from diffcd import DiffCDError
 
-    from hub.push import push_checkpoint
+    from diffcd_hub.push import push_checkpoint
 
     folders = sorted(p for p in Path(runs_dir).iterdir() if p.is_dir() and _is_run(p)) \
         if Path(runs_dir).is_dir() else []
@@ -135,7 +135,7 @@ def seed_server(url: str, token: str, runs_dir: str | os.PathLike, namespace: st
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m hub.publish_examples",
+        prog="python -m diffcd_hub.publish_examples",
         description="Fit every built-in example (examples/index.json) with every method and publish each "
                     "fit to NAMESPACE/<example>-<method> on the Hub (HF_ENDPOINT, default huggingface.co).",
         epilog="A cpu-quick fit takes up to two and a half minutes per example and method on two CPU "

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hub._common import (CARD_FILE, CONFIG_FILE, MESH_FILE, METRICS_FILE, WEIGHTS_FILE, repo_name,
+from diffcd_hub._common import (CARD_FILE, CONFIG_FILE, MESH_FILE, METRICS_FILE, WEIGHTS_FILE, repo_name,
                          resolve_endpoint, resolve_token)
-from hub.cache import cached_access, record_access
-from hub.errors import (HubError, LimitExceededError, NotACheckpointError, is_unreachable, request_scope,
+from diffcd_hub.cache import cached_access, record_access
+from diffcd_hub.errors import (HubError, LimitExceededError, NotACheckpointError, is_unreachable, request_scope,
                         translate)
-from hub.limits import DEFAULT_PULL_LIMITS, PullLimits
+from diffcd_hub.limits import DEFAULT_PULL_LIMITS, PullLimits
 
 __all__ = ["PullResult", "pull_checkpoint", "download_checkpoint", "load_folder"]
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from hub._common import (CARD_FILE, CLOUD_FILE, CONFIG_FILE, MESH_FILE, method_label, METRICS_FILE,
+from diffcd_hub._common import (CARD_FILE, CLOUD_FILE, CONFIG_FILE, MESH_FILE, method_label, METRICS_FILE,
                          WEIGHTS_FILE, repo_name, resolve_endpoint, resolve_token)
-from hub.card import build_card
-from hub.errors import (AuthError, HubError, NotACheckpointError, VisibilityError, request_scope, scrub,
+from diffcd_hub.card import build_card
+from diffcd_hub.errors import (AuthError, HubError, NotACheckpointError, VisibilityError, request_scope, scrub,
                         translate)
 
 __all__ = ["PushResult", "push_checkpoint", "collect_metrics", "open_repo"]

@@ -4,7 +4,7 @@
 library (diffcd) and the Hub helpers (hub); geometry is not computed here.
 """
 
-from space.presets import AppPreset
-from space.ui import QUEUE_MAX_SIZE, build_app, launch_options
+from diffcd_space.presets import AppPreset
+from diffcd_space.ui import QUEUE_MAX_SIZE, build_app, launch_options
 
 __all__ = ["AppPreset", "QUEUE_MAX_SIZE", "build_app", "launch_options"]

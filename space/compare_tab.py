@@ -10,12 +10,12 @@ import pandas as pd
 import trimesh
 
 from diffcd import METHODS, Fitter
-from space import viewer
-from space.errors import as_sentence, catch_all
-from space.fit_tab import FitTab
-from space.jobs import Budget
-from space.outputs import COMPARE_COLUMNS, seconds
-from space.validation import check_cloud_choice, check_methods, check_preset, check_settings
+from diffcd_space import viewer
+from diffcd_space.errors import as_sentence, catch_all
+from diffcd_space.fit_tab import FitTab
+from diffcd_space.jobs import Budget
+from diffcd_space.outputs import COMPARE_COLUMNS, seconds
+from diffcd_space.validation import check_cloud_choice, check_methods, check_preset, check_settings
 
 MAX_VIEWERS = len(METHODS)
 

@@ -15,15 +15,15 @@ import trimesh
 
 from diffcd import DiffCDError, load_mesh, load_sdf
 from diffcd.export import export_sdf
-from space.clients import Client, ClientResolver, ConfirmedTokens
-from space.connection import client_connected
-from space.jobs import ComputeLine, Job
-from space.limits import Limits
-from space.pool import ReadPool
-from space.presets import AppPreset
-from space.remote import download
-from space.sessions import SessionStore
-from space.validation import LoadedCloud, file_path, file_text, is_url, load_cloud
+from diffcd_space.clients import Client, ClientResolver, ConfirmedTokens
+from diffcd_space.connection import client_connected
+from diffcd_space.jobs import ComputeLine, Job
+from diffcd_space.limits import Limits
+from diffcd_space.pool import ReadPool
+from diffcd_space.presets import AppPreset
+from diffcd_space.remote import download
+from diffcd_space.sessions import SessionStore
+from diffcd_space.validation import LoadedCloud, file_path, file_text, is_url, load_cloud
 
 
 def bounded(fitted, *, max_faces: int | None, should_stop: Callable[[], bool] | None):
@@ -79,7 +79,7 @@ class AppContext:
 
     # -- who asks, and their share ------------------------------------------------------------
     def _token_owner(self, token: str) -> str | None:
-        from hub.account import token_owner
+        from diffcd_hub.account import token_owner
 
         return token_owner(token, endpoint=self.hub_endpoint)
 

@@ -1,15 +1,15 @@
 """Deploy the app as a Hugging Face Space with GPU hardware, with JAX's CUDA build.
 
-    python -m space.deploy OUT_DIR [--push OWNER/NAME] [--private] [--hardware l4x1] [--token TOKEN]
+    python -m diffcd_space.deploy OUT_DIR [--push OWNER/NAME] [--private] [--hardware l4x1] [--token TOKEN]
 
-writes OUT_DIR, a folder that is the Space: app.py, the packages (diffcd/, hub/, space/), the
-built-in examples, README.md (its YAML header is the Space's configuration) and a requirements.txt
-that is space/requirements-space.txt, the runtime requirements with jax[cuda12] in place of the
-CPU build. A Space installs the requirements.txt at the root of its repo; this repository's own
-requirements.txt is the CPU build (for laptops and CI), so pushing the repository as it is would
-give a GPU Space that fits on the CPU (the app then says so in a banner). With --push it also
-creates the Space (Gradio SDK) if needed and uploads the folder in one commit (HF_ENDPOINT chooses
-the Hub, as for `python -m hub`).
+writes OUT_DIR, a folder that is the Space: app.py, the packages under their import names
+(diffcd/, diffcd_hub/ from hub/, diffcd_space/ from space/, as pyproject.toml's package-dir maps
+them), the built-in examples, README.md (its YAML header is the Space's configuration) and a
+requirements.txt: pyproject.toml's dependencies with jax[cuda12] in place of jax. A Space installs
+that requirements.txt before its files are copied in, so it cannot install the project itself;
+app.py imports the packages from the Space's root instead. With --push it also creates the Space
+(Gradio SDK) if needed and uploads the folder in one commit (HF_ENDPOINT chooses the Hub, as for
+`python -m diffcd_hub`).
 """
 
 from __future__ import annotations
@@ -22,22 +22,34 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SPACE_REQUIREMENTS = ROOT / "space" / "requirements-space.txt"
+PYPROJECT = ROOT / "pyproject.toml"
 FILES = ("app.py", "README.md", "LICENSE")
-PACKAGES = ("diffcd", "hub", "space")
 EXAMPLES = "examples"
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.partial")
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.partial", "*.pyi")
+CPU_JAX = re.compile(r"^jax\s*(?=[<>=!~;]|$)")
 
-__all__ = ["write_space", "push_space", "main"]
+__all__ = ["packages", "space_requirements", "write_space", "push_space", "main"]
+
+
+def _pyproject() -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        raise SystemExit("error: deploying needs Python 3.11 or later (it reads pyproject.toml with tomllib)")
+    return tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))
+
+
+def packages() -> dict[str, str]:
+    """Import name -> folder of the repository, from pyproject.toml's package-dir."""
+    return dict(_pyproject()["tool"]["setuptools"]["package-dir"])
 
 
 def space_requirements() -> str:
-    """requirements.txt of the Space: the CUDA build of JAX and everything else the app needs."""
-    lines = SPACE_REQUIREMENTS.read_text(encoding="utf-8").splitlines()
-    body = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not any(re.match(r"jax\[cuda\d+", line.replace(" ", "")) for line in body):
-        raise SystemExit(f"error: {SPACE_REQUIREMENTS} does not ask for jax[cuda12]; fix it before deploying")
-    header = ["# Written by `python -m space.deploy` from space/requirements-space.txt:",
+    """requirements.txt of the Space: pyproject.toml's dependencies with JAX's CUDA 12 build."""
+    body = [CPU_JAX.sub("jax[cuda12]", line) for line in _pyproject()["project"]["dependencies"]]
+    if not any(line.startswith("jax[cuda12]") for line in body):
+        raise SystemExit(f"error: {PYPROJECT} lists no jax dependency to replace with jax[cuda12]")
+    header = ["# Written by `python -m diffcd_space.deploy` from pyproject.toml's dependencies:",
               "# the app's requirements with JAX's CUDA 12 build, for a Space with GPU hardware."]
     return "\n".join(header + body) + "\n"
 
@@ -63,8 +75,8 @@ def write_space(out: str | os.PathLike, *, hardware: str | None = None, overwrit
         if (ROOT / name).is_file() and name != "README.md":
             shutil.copy2(ROOT / name, out / name)
     (out / "README.md").write_text(_readme(hardware), encoding="utf-8")
-    for package in PACKAGES:
-        shutil.copytree(ROOT / package, out / package, ignore=IGNORED)
+    for package, folder in packages().items():
+        shutil.copytree(ROOT / folder, out / package, ignore=IGNORED)
     shutil.copytree(ROOT / EXAMPLES, out / EXAMPLES, ignore=IGNORED)
     (out / "requirements.txt").write_text(space_requirements(), encoding="utf-8")
     return out
@@ -75,17 +87,17 @@ def push_space(folder: str | os.PathLike, repo_id: str, *, private: bool = False
     """Create the Space (Gradio SDK) if missing and upload the folder in one commit; returns its URL."""
     from huggingface_hub import HfApi
 
-    from hub._common import resolve_endpoint  # HF_ENDPOINT at call time; no Xet off huggingface.co
+    from diffcd_hub._common import resolve_endpoint  # HF_ENDPOINT at call time; no Xet off huggingface.co
 
     api = HfApi(endpoint=resolve_endpoint(endpoint), token=token)
     url = api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
     api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="space",
-                      commit_message="Deploy diffcd (python -m space.deploy)")
+                      commit_message="Deploy diffcd (python -m diffcd_space.deploy)")
     return str(url)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m space.deploy", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m diffcd_space.deploy", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="the folder to write the Space into (new or empty)")
     parser.add_argument("--push", metavar="OWNER/NAME", help="also create and upload the Space OWNER/NAME")
     parser.add_argument("--private", action="store_true", help="create the Space private")

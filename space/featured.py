@@ -1,7 +1,7 @@
 """Featured checkpoints: what the Hub tab lists when a page opens, so a first visit is one click.
 
 The namespace is DIFFCD_FEATURED_AUTHOR; unset, it is FEATURED_AUTHOR in a Space (where
-`python -m hub.publish_examples --namespace diffcd` publishes the built-in examples fitted with
+`python -m diffcd_hub.publish_examples --namespace diffcd` publishes the built-in examples fitted with
 every method) and nothing locally, where the app contacts no Hub unless asked; empty turns it
 off. The Hub is asked at most once every CACHE_SECONDS per process, in a background thread that
 the page waits on for at most WAIT_SECONDS: an unreachable or slow Hub gives an empty list and a

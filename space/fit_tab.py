@@ -13,14 +13,14 @@ import gradio as gr
 from diffcd import METHODS, Fitter
 from diffcd.presets import NOISE_SETTINGS
 from diffcd.runs import CLOUD_FILE, write_run
-from space import viewer
-from space.context import AppContext, bounded
-from space.errors import as_sentence, catch_all
-from space.jobs import Budget
-from space.outputs import metrics_table, run_downloads, seconds
-from space.presets import AppPreset
-from space.training import Progress, train
-from space.validation import LoadedCloud, check_cloud_choice, check_method, check_preset, check_settings
+from diffcd_space import viewer
+from diffcd_space.context import AppContext, bounded
+from diffcd_space.errors import as_sentence, catch_all
+from diffcd_space.jobs import Budget
+from diffcd_space.outputs import metrics_table, run_downloads, seconds
+from diffcd_space.presets import AppPreset
+from diffcd_space.training import Progress, train
+from diffcd_space.validation import LoadedCloud, check_cloud_choice, check_method, check_preset, check_settings
 
 
 class FitTab(AppContext):

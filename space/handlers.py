@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from space.compare_tab import MAX_VIEWERS, CompareTab
-from space.hub_tab import HubTab
-from space.inputs import CloudInputs
-from space.model_tab import ModelTab
-from space.outputs import metrics_table
+from diffcd_space.compare_tab import MAX_VIEWERS, CompareTab
+from diffcd_space.hub_tab import HubTab
+from diffcd_space.inputs import CloudInputs
+from diffcd_space.model_tab import ModelTab
+from diffcd_space.outputs import metrics_table
 
 __all__ = ["Handlers", "MAX_VIEWERS"]
 

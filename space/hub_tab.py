@@ -9,10 +9,10 @@ import gradio as gr
 import pandas as pd
 
 from diffcd import DiffCDError
-from space.context import AppContext
-from space.errors import catch_all
-from space.outputs import checkpoint_zip, error_message, mesh_files, number, plain_markdown
-from space.validation import check_repo_id, check_resolution
+from diffcd_space.context import AppContext
+from diffcd_space.errors import catch_all
+from diffcd_space.outputs import checkpoint_zip, error_message, mesh_files, number, plain_markdown
+from diffcd_space.validation import check_repo_id, check_resolution
 
 
 class HubTab(AppContext):
@@ -29,8 +29,8 @@ class HubTab(AppContext):
         Returns:
             A table: repo id, method, Chamfer and F-score when published, last change.
         """
-        from hub.discover import list_checkpoints
-        from hub.errors import HubError
+        from diffcd_hub.discover import list_checkpoints
+        from diffcd_hub.errors import HubError
 
         try:
             # Anonymous: a Space's own HF_TOKEN must never list its owner's private repos.
@@ -82,9 +82,9 @@ class HubTab(AppContext):
             The mesh (GLB), a Markdown description (commit, method, settings, published metrics),
             downloads (GLB, PLY, OBJ, the checkpoint zip) and a status line.
         """
-        from hub._common import method_label
-        from hub.errors import HubError
-        from hub.pull import pull_checkpoint
+        from diffcd_hub._common import method_label
+        from diffcd_hub.errors import HubError
+        from diffcd_hub.pull import pull_checkpoint
 
         repo_id = check_repo_id(repo_id)
         resolution = check_resolution(resolution)
@@ -169,8 +169,8 @@ class HubTab(AppContext):
         Returns:
             The commit URL and a status line with the commit sha.
         """
-        from hub.errors import HubError
-        from hub.push import push_checkpoint
+        from diffcd_hub.errors import HubError
+        from diffcd_hub.push import push_checkpoint
 
         current, repo_id, secret, cloud = self._push_inputs(repo_id, token, include_cloud, current, oauth_token)
         try:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from space import viewer
-from space.context import AppContext
-from space.sessions import SHARED_FOLDER
-from space.errors import catch_all
-from space.validation import LoadedCloud, file_path
+from diffcd_space import viewer
+from diffcd_space.context import AppContext
+from diffcd_space.sessions import SHARED_FOLDER
+from diffcd_space.errors import catch_all
+from diffcd_space.validation import LoadedCloud, file_path
 
 
 _EXAMPLES_LOCK = threading.Lock()

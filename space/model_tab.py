@@ -16,11 +16,11 @@ import trimesh
 
 from diffcd import DiffCDError, load_mesh, load_sdf
 from diffcd.metrics import cloud_surface_distances, evaluate_mesh
-from space.checkpoint_upload import unpack_checkpoint
-from space.context import AppContext
-from space.errors import catch_all
-from space.outputs import mesh_files, metrics_table
-from space.validation import check_resolution
+from diffcd_space.checkpoint_upload import unpack_checkpoint
+from diffcd_space.context import AppContext
+from diffcd_space.errors import catch_all
+from diffcd_space.outputs import mesh_files, metrics_table
+from diffcd_space.validation import check_resolution
 
 
 class ModelTab(AppContext):

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import trimesh
 
-from space import viewer
+from diffcd_space import viewer
 
 EXPORT_FILES = ("config.json", "model.safetensors", "summary.json", "metrics.csv", "eval.json",
                 "cloud_distances.json")

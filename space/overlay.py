@@ -14,7 +14,7 @@ import gradio as gr
 import numpy as np
 import trimesh
 
-from space import viewer
+from diffcd_space import viewer
 
 
 def _is_file(path) -> bool:

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import gradio as gr
 
-from space.clients import Client
+from diffcd_space.clients import Client
 
 
 class ReadPoolBusy(gr.Error):

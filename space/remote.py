@@ -27,7 +27,7 @@ import gradio as gr
 import httpx
 from gradio_client import utils as client_utils
 
-from space.limits import Limits
+from diffcd_space.limits import Limits
 
 MAX_REDIRECTS = 5
 ALLOW_PRIVATE_ENV = "DIFFCD_ALLOW_PRIVATE_URLS"

@@ -63,7 +63,7 @@ def backend_problem(backend: str | None = None) -> str | None:
                  "the Space's build and start-up logs say which)")
     else:
         cause = ("this Space installed JAX's CPU build: its requirements.txt must ask for jax[cuda12] "
-                 "(deploy with `python -m space.deploy`, which writes it)")
+                 "(deploy with `python -m diffcd_space.deploy`, which writes it)")
     return (f"This Space has {hardware}, but JAX computes on the {backend.upper()}: {cause}. Fits run 20 "
             "to 50 times slower than they should.")
 

@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 from diffcd import Fitter, NoSurfaceError
 from diffcd.errors import LimitError
-from space import viewer
+from diffcd_space import viewer
 
 
 @dataclasses.dataclass

@@ -10,16 +10,16 @@ import jax
 
 from diffcd import METHODS
 from diffcd.presets import NOISE_SETTINGS
-from hub.cache import prune as prune_hub_cache
-from space import mcp, overlay, runtime, viewer
-from space.examples import list_examples
-from space.featured import FeaturedCheckpoints, page_load, row_repo
-from space.handlers import MAX_VIEWERS, Handlers
-from space.limits import Limits
-from space.presets import AppPreset, default_preset_name, library_presets
-from space.remote import BoundedFile  # hfconv: gr.File whose URL inputs are bounded (MCP, API)
-from space.sessions import SessionStore
-from space.validation import MAX_RESOLUTION, MIN_RESOLUTION
+from diffcd_hub.cache import prune as prune_hub_cache
+from diffcd_space import mcp, overlay, runtime, viewer
+from diffcd_space.examples import list_examples
+from diffcd_space.featured import FeaturedCheckpoints, page_load, row_repo
+from diffcd_space.handlers import MAX_VIEWERS, Handlers
+from diffcd_space.limits import Limits
+from diffcd_space.presets import AppPreset, default_preset_name, library_presets
+from diffcd_space.remote import BoundedFile  # hfconv: gr.File whose URL inputs are bounded (MCP, API)
+from diffcd_space.sessions import SessionStore
+from diffcd_space.validation import MAX_RESOLUTION, MIN_RESOLUTION
 
 QUEUE_MAX_SIZE = 64
 """Events held in Gradio's own queue (quick checks waiting for their slot). Compute jobs do not

@@ -17,8 +17,8 @@ import gradio as gr
 from diffcd import METHODS, DiffCDError, PointCloud, load_point_cloud
 from diffcd.presets import NOISE_SETTINGS
 from diffcd.errors import DiffCDWarning
-from space.examples import Example, get_example, list_examples
-from space.presets import AppPreset
+from diffcd_space.examples import Example, get_example, list_examples
+from diffcd_space.presets import AppPreset
 
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 512
 MAX_STEPS = 200_000

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,6 +181,12 @@ def copy_repo(root: Path, target: Path) -> None:
         destination = target / name
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / name, destination)
+    # The editable install maps diffcd_hub and diffcd_space to this checkout's hub/ and space/; in
+    # the copy (first on PYTHONPATH) these names must find the copy's folders, mutated ones included.
+    package_dirs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    for package, folder in package_dirs.items():
+        if package != folder:
+            (target / package).symlink_to(folder, target_is_directory=True)
 
 
 def locate(copy: Path, mutation: Mutation) -> dict[Path, str]:

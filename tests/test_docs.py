@@ -59,15 +59,15 @@ def _sources() -> list[tuple[str, str, Path]]:
 
 def _help_texts() -> list[tuple[str, str]]:
     from diffcd.cli import build_parser
-    from hub.cli import _parser as hub_parser
+    from diffcd_hub.cli import _parser as hub_parser
 
     texts = []
-    for name, parser in (("python -m diffcd", build_parser()), ("python -m hub", hub_parser())):
+    for name, parser in (("python -m diffcd", build_parser()), ("python -m diffcd_hub", hub_parser())):
         texts.append((name, parser.format_help()))
         for action in parser._actions:
             if isinstance(action, argparse._SubParsersAction):
                 texts += [(f"{name} {command}", sub.format_help()) for command, sub in action.choices.items()]
-    for module in ("tools.hubserver", "hub.publish_examples"):
+    for module in ("tools.hubserver", "diffcd_hub.publish_examples"):
         done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True)
         texts.append((f"python -m {module}", done.stdout))
     # Help text is wrapped to the terminal: a citation may be split over two lines.

@@ -13,24 +13,27 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PRODUCT_PACKAGES = ("diffcd", "hub", "space")
+# Import name -> folder (pyproject.toml's package-dir): the Hub tools and the app are installed as
+# diffcd_hub and diffcd_space, so that no generic top-level name (hub, space) is claimed.
+PRODUCT_PACKAGES = {"diffcd": "diffcd", "diffcd_hub": "hub", "diffcd_space": "space"}
+OLD_NAMES = ("hub", "space")
 
 # What each part of the product may import (besides itself). app.py builds and launches the app;
 # it also enables diffcd's compilation cache and warms up a fit.
 ALLOWED = {
     "diffcd": set(),
-    "hub": {"diffcd"},
-    "space": {"hub", "diffcd"},
-    "app": {"space", "diffcd"},
+    "diffcd_hub": {"diffcd"},
+    "diffcd_space": {"diffcd_hub", "diffcd"},
+    "app": {"diffcd_space", "diffcd"},
 }
 FORBIDDEN_IN_DIFFCD = ("gradio", "huggingface_hub")  # the library knows nothing of the app or the Hub
 
 
 def _product_modules() -> dict[str, Path]:
     modules = {}
-    for package in PRODUCT_PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    for package, folder in PRODUCT_PACKAGES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = [package, *path.relative_to(ROOT / folder).with_suffix("").parts]
             if parts[-1] == "__init__":
                 parts.pop()
             modules[".".join(parts)] = path
@@ -118,6 +121,21 @@ def test_each_layer_imports_only_the_layers_below_it():
     assert not wrong, wrong
 
 
+def test_nothing_imports_the_folder_names_of_the_hub_tools_or_the_app():
+    sources = {**MODULES, **{str(p.relative_to(ROOT)): p for folder in ("tests", "benchmarks", "tools")
+                             for p in sorted((ROOT / folder).rglob("*.py"))}}
+    wrong = [f"{path.relative_to(ROOT)}:{line} imports {name}"
+             for module, path in sources.items() for name, line in imported_names(module, path)
+             if name.split(".")[0] in OLD_NAMES]
+    assert not wrong, wrong
+
+
+def test_the_package_names_are_those_pyproject_installs():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert project["package-dir"] == PRODUCT_PACKAGES and sorted(project["packages"]) == sorted(PRODUCT_PACKAGES)
+
+
 def test_the_library_imports_neither_gradio_nor_huggingface_hub():
     wrong = [f"{path.relative_to(ROOT)}:{line} imports {name}"
              for module, path in MODULES.items() if module.split(".")[0] == "diffcd"
@@ -141,7 +159,7 @@ def test_the_cycle_finder_finds_cycles(graph, cycle):
 
 def test_lazy_and_relative_imports_are_seen(tmp_path):
     source = tmp_path / "x.py"
-    source.write_text("from . import fit\n\ndef f():\n    from hub.pull import pull_checkpoint\n"
+    source.write_text("from . import fit\n\ndef f():\n    from diffcd_hub.pull import pull_checkpoint\n"
                       "    import importlib\n    importlib.import_module('tools.hubserver')\n")
     names = [name for name, _ in imported_names("diffcd.x", source)]
-    assert names == ["diffcd.fit", "hub.pull", "importlib", "tools.hubserver"]
+    assert names == ["diffcd.fit", "diffcd_hub.pull", "importlib", "tools.hubserver"]

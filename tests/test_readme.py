@@ -6,8 +6,9 @@ A block may be preceded by a marker line (an HTML comment, invisible on GitHub a
     <!-- readme-test: skip (why it cannot run here) -->   not run; the reason is required
     <!-- readme-test: serve (what is checked) -->         a server: started, checked to answer, stopped
 
-Blocks run one by one in a scratch folder that has the repository's examples/, with the repository
-on PYTHONPATH. The only change made to a block: the app's address http://127.0.0.1:7860 is the
+Blocks run one by one in a scratch folder that has the repository's examples/. Python blocks
+import the project as the README's set-up installed it (`pip install -e .`), as from any folder;
+bash blocks have the repository on PYTHONPATH (for `python -m tools.hubserver`, `benchmarks`). The only change made to a block: the app's address http://127.0.0.1:7860 is the
 live app's (on a free port, so the test never collides with an app already running).
 """
 
@@ -86,7 +87,7 @@ def _publish_the_readme_s_checkpoint(env: dict[str, str], scratch: Path) -> None
     for command in (
         [sys.executable, "-m", "diffcd", "fit", "examples/torus_cloud.npy", "--method", "igr", "--steps", "40",
          "--resolution", "48", "--out", str(run), "--quiet"],
-        [sys.executable, "-m", "hub", "push", str(run), "user/torus-diffcd"],
+        [sys.executable, "-m", "diffcd_hub", "push", str(run), "user/torus-diffcd"],
     ):
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{command[2:4]} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
@@ -142,5 +143,6 @@ def test_readme_block_runs_as_written(block_id, lang, mode, code, live, scratch)
             process.wait(30)
         return
     command = [sys.executable, "-c", code] if lang == "python" else ["bash", "-euo", "pipefail", "-c", code]
-    done = subprocess.run(command, cwd=scratch, env=live, capture_output=True, text=True, timeout=900)
+    env = live if lang == "bash" else {name: value for name, value in live.items() if name != "PYTHONPATH"}
+    done = subprocess.run(command, cwd=scratch, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"README block {block_id} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"

@@ -1032,7 +1032,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="an organisation the user belongs to, so it may push under NAME/..., repeatable")
     parser.add_argument("--seed-examples", metavar="RUNS_DIR", default=None,
                         help="at start, publish every run folder in RUNS_DIR (as written by "
-                             "`python -m hub.publish_examples --out RUNS_DIR`) as SEED_NAMESPACE/<folder name>")
+                             "`python -m diffcd_hub.publish_examples --out RUNS_DIR`) as SEED_NAMESPACE/<folder name>")
     parser.add_argument("--seed-namespace", default=None,
                         help="namespace for --seed-examples (default: the --user name); added to --org if different")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
@@ -1051,7 +1051,7 @@ def main(argv: list[str] | None = None) -> int:
     url = server.start()
     try:
         if args.seed_examples:
-            from hub.publish_examples import seed_server
+            from diffcd_hub.publish_examples import seed_server
 
             for line in seed_server(url, tokens[0], args.seed_examples, namespace):
                 print(line, flush=True)

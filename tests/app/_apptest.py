@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from space.presets import AppPreset
+from diffcd_space.presets import AppPreset
 
 ROOT = Path(__file__).resolve().parents[2]
 

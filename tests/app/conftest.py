@@ -42,7 +42,7 @@ def hub(hf_home):
 @pytest.fixture(scope="session")
 def app_server(hub, tmp_path_factory):
     """The app on 127.0.0.1 with the tiny preset selected; yields (url, demo)."""
-    from space import QUEUE_MAX_SIZE, build_app, launch_options
+    from diffcd_space import QUEUE_MAX_SIZE, build_app, launch_options
 
     demo = build_app(extra_presets={TINY_PRESET.name: TINY_PRESET}, default_preset=TINY_PRESET.name,
                      hub_endpoint=hub.url, max_points=MAX_POINTS,

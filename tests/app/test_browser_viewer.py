@@ -32,7 +32,7 @@ def featured_on_the_hub(hub, monkeypatch, tmp_path):
     """A checkpoint published under the featured namespace (here the test user's)."""
     from _hubtest import make_run
 
-    from hub.push import push_checkpoint
+    from diffcd_hub.push import push_checkpoint
 
     push_checkpoint(make_run(tmp_path / "run"), FEATURED, token=TOKEN, endpoint=hub.url)
     monkeypatch.setenv("DIFFCD_FEATURED_AUTHOR", USER)

@@ -16,7 +16,7 @@ from gradio_client import Client, handle_file
 
 from _apptest import ROOT, app_error, fit_args
 from diffcd.export import NetworkLimits
-from space.checkpoint_upload import CheckpointZipError, unpack_checkpoint
+from diffcd_space.checkpoint_upload import CheckpointZipError, unpack_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ import gradio as gr
 import pytest
 from _apptest import TINY_PRESET, TOKEN, USER, fit_args
 
-from space.limits import Limits
-from space.sessions import SessionStore
+from diffcd_space.limits import Limits
+from diffcd_space.sessions import SessionStore
 
 
 def _handlers(tmp_path, hub_endpoint=None):
-    from space.handlers import Handlers
+    from diffcd_space.handlers import Handlers
 
     return Handlers(presets={"test-tiny": TINY_PRESET}, store=SessionStore(tmp_path / "sessions"),
                     limits=Limits.local(), hub_endpoint=hub_endpoint)

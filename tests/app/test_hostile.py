@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from _apptest import TINY_PRESET, fit_args
 
-from space.errors import catch_all
-from space.jobs import Budget, ComputeLine
-from space.limits import Limits
-from space.sessions import SHARED_FOLDER, SessionStore
+from diffcd_space.errors import catch_all
+from diffcd_space.jobs import Budget, ComputeLine
+from diffcd_space.limits import Limits
+from diffcd_space.sessions import SHARED_FOLDER, SessionStore
 
 HOSTILE_SESSION_IDS = ["!!!", "..", ".", "", "_shared", "/", "../../..", "a" * 10_000, "\x00", "é" * 50]
 
@@ -32,7 +32,7 @@ def _request(session: str):
 
 
 def _handlers(tmp_path, hub_endpoint=None, **limit_changes):
-    from space.handlers import Handlers
+    from diffcd_space.handlers import Handlers
 
     limits = Limits.local().with_changes(**limit_changes)
     return Handlers(presets={"test-tiny": TINY_PRESET}, store=SessionStore(tmp_path / "sessions"), limits=limits,
@@ -82,7 +82,7 @@ def test_a_crafted_heartbeat_session_deletes_nobody_s_files(app_server, client):
 
 # ----------------------------------------------------------------------------- 2. uploads
 def test_upload_size_is_checked_before_the_file_is_read(tmp_path, monkeypatch):
-    from space import validation
+    from diffcd_space import validation
 
     big = tmp_path / "big.npy"
     np.save(big, np.zeros((20_000, 3), np.float32))
@@ -253,7 +253,7 @@ def test_every_public_endpoint_has_the_catch_all(app_server):
 
 
 def test_a_full_disk_at_the_end_of_a_fit_keeps_the_model_and_says_where(tmp_path, monkeypatch):
-    from space import fit_tab
+    from diffcd_space import fit_tab
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -274,7 +274,7 @@ def test_a_full_disk_at_the_end_of_a_fit_keeps_the_model_and_says_where(tmp_path
 
 
 def test_when_nothing_can_be_written_the_model_is_kept_in_memory(tmp_path, monkeypatch):
-    from space import context, fit_tab
+    from diffcd_space import context, fit_tab
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -291,7 +291,7 @@ def test_when_nothing_can_be_written_the_model_is_kept_in_memory(tmp_path, monke
 
 # ----------------------------------------------------------------------------- 7. tokens, markdown, lifetimes
 def test_pulled_metadata_cannot_render_images_links_or_html(tmp_path, monkeypatch):
-    import hub.pull
+    import diffcd_hub.pull
 
     fitted = _tiny_fitted()
     folder = tmp_path / "pulled"
@@ -301,7 +301,7 @@ def test_pulled_metadata_cannot_render_images_links_or_html(tmp_path, monkeypatc
                              config={"method": evil, "network": {"width": evil, "hidden_layers": 2},
                                      "steps": "abc", "seed": {"deep": [1]}},
                              metrics={"eval": {evil: evil}})
-    monkeypatch.setattr(hub.pull, "pull_checkpoint", lambda *a, **k: pulled)
+    monkeypatch.setattr(diffcd_hub.pull, "pull_checkpoint", lambda *a, **k: pulled)
     handlers = _handlers(tmp_path)
     _, info, *_ = handlers.pull_checkpoint("user/evil", resolution=32, request=_request("me"))
     rendered = gr.Markdown().postprocess(info)
@@ -313,7 +313,7 @@ def test_pulled_metadata_cannot_render_images_links_or_html(tmp_path, monkeypatc
 def test_a_visitor_s_token_does_not_outlive_the_request(tmp_path, hub):
     from _apptest import TOKEN
 
-    from hub import errors
+    from diffcd_hub import errors
 
     handlers = _handlers(tmp_path, hub_endpoint=hub.url)
     with pytest.raises(gr.Error):
@@ -395,7 +395,7 @@ class _SlowModel:
 
 
 def test_training_never_waits_for_snapshots_or_ui_updates(tmp_path):
-    from space.training import train
+    from diffcd_space.training import train
 
     fitter = _FakeFitter(chunks=60)
     start = time.monotonic()
@@ -412,7 +412,7 @@ def test_training_never_waits_for_snapshots_or_ui_updates(tmp_path):
 
 
 def test_the_worker_stops_when_asked(tmp_path):
-    from space.training import train
+    from diffcd_space.training import train
 
     fitter = _FakeFitter(chunks=10_000)
     stop_at = time.monotonic() + 0.3
@@ -426,7 +426,7 @@ def test_the_worker_stops_when_asked(tmp_path):
 def test_each_download_is_written_once(tmp_path):
     import trimesh
 
-    from space.outputs import run_downloads
+    from diffcd_space.outputs import run_downloads
 
     run = tmp_path / "run"
     run.mkdir()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from space.limits import Limits, markdown_table
+from diffcd_space.limits import Limits, markdown_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

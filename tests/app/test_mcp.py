@@ -20,7 +20,7 @@ from _apptest import MAX_POINTS, ROOT, TINY_PRESET, free_port
 mcp = pytest.importorskip("mcp", reason="the mcp package (gradio[mcp] extra) is not installed")
 from mcp.client.streamable_http import streamablehttp_client  # noqa: E402
 
-from space.mcp import SESSION_TOOLS, mcp_available  # noqa: E402
+from diffcd_space.mcp import SESSION_TOOLS, mcp_available  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not mcp_available(), reason="Gradio 6.31's MCP server needs mcp<2")
 
@@ -45,18 +45,23 @@ def cloud_host():
         server.server_close()
 
 
+_APP: dict = {}
+"""The app the module's MCP server belongs to (its bounds are changed by a test)."""
+
+
 @pytest.fixture(scope="module")
 def mcp_url(hub, tmp_path_factory):
     """The app with its MCP server on, launched as app.py does in a Space; yields the MCP URL."""
     patch = pytest.MonkeyPatch()
     patch.setenv("DIFFCD_MCP_SERVER", "1")
     patch.setenv("DIFFCD_ALLOW_PRIVATE_URLS", "1")
-    from space import QUEUE_MAX_SIZE, build_app, launch_options
+    from diffcd_space import QUEUE_MAX_SIZE, build_app, launch_options
 
     demo = build_app(extra_presets={TINY_PRESET.name: TINY_PRESET}, default_preset=TINY_PRESET.name,
                      hub_endpoint=hub.url, max_points=MAX_POINTS,
                      session_root=tmp_path_factory.mktemp("mcp-sessions"))
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)
+    _APP["demo"] = demo
     options = launch_options()
     assert options["mcp_server"] is True
     port = free_port()
@@ -123,12 +128,13 @@ def test_fit_a_cloud_given_by_url(mcp_url, cloud_host):
 
 
 def test_url_bounds_apply_to_mcp_callers(mcp_url, cloud_host, monkeypatch):
-    monkeypatch.setenv("DIFFCD_SPACE_MAX_URL_BYTES", "1000")  # the sphere cloud is 240 kB
-    arguments = {"cloud": f"{cloud_host}/sphere_cloud.npy", "preset": TINY_PRESET.name}
-    result = _run(mcp_url, lambda s: s.call_tool("fit", arguments))
-    assert result.isError and "larger than this app's limit" in _text(result)
+    handlers = _APP["demo"].diffcd_handlers
+    with monkeypatch.context() as patch:  # the app's own bound (DIFFCD_SPACE_MAX_URL_BYTES at start)
+        patch.setattr(handlers, "limits", handlers.limits.with_changes(max_url_bytes=1000))  # the cloud is 240 kB
+        arguments = {"cloud": f"{cloud_host}/sphere_cloud.npy", "preset": TINY_PRESET.name}
+        result = _run(mcp_url, lambda s: s.call_tool("fit", arguments))
+        assert result.isError and "larger than this app's limit" in _text(result)
 
-    monkeypatch.delenv("DIFFCD_SPACE_MAX_URL_BYTES")
     monkeypatch.setenv("DIFFCD_ALLOW_PRIVATE_URLS", "0")  # as on the public Space
     result = _run(mcp_url, lambda s: s.call_tool("fit", arguments))
     assert result.isError and "only downloads from public addresses" in _text(result)

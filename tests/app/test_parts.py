@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import trimesh
 
-from space import viewer
-from space.examples import list_examples
-from space.presets import library_presets
-from space.sessions import SessionStore
+from diffcd_space import viewer
+from diffcd_space.examples import list_examples
+from diffcd_space.presets import library_presets
+from diffcd_space.sessions import SessionStore
 
 
 def _request(session: str):
@@ -103,9 +103,9 @@ def test_examples_come_from_the_library_index():
 
 def test_a_fit_over_the_time_limit_is_stopped_and_still_delivered(tmp_path):
     from _apptest import TINY_PRESET, fit_args
-    from space.handlers import Handlers
+    from diffcd_space.handlers import Handlers
 
-    from space.limits import Limits
+    from diffcd_space.limits import Limits
 
     # fit_share 0: training stops after its first chunk; the limit still leaves the meshing its time
     limits = Limits.local().with_changes(max_request_seconds=120.0, fit_share=0.0)
@@ -123,7 +123,7 @@ def test_two_requests_for_one_example_preview_at_once_both_get_it(tmp_path):
     import threading
 
     from _apptest import TINY_PRESET
-    from space.handlers import Handlers
+    from diffcd_space.handlers import Handlers
 
     handlers = Handlers(presets={"test-tiny": TINY_PRESET}, store=SessionStore(tmp_path))
     results, errors = [], []

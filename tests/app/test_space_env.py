@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import trimesh
 
-from space import featured, remote, runtime, viewer
+from diffcd_space import featured, remote, runtime, viewer
 
 # ----------------------------------------------------------------------------- GPU Space on the CPU
 
@@ -29,14 +29,14 @@ def gpu_space(monkeypatch):
 
 
 def test_a_gpu_space_on_the_cpu_logs_and_shows_a_banner(gpu_space, caplog, tmp_path):
-    from space import build_app
+    from diffcd_space import build_app
 
     with caplog.at_level(logging.ERROR, logger="diffcd.space"):
         demo = build_app(session_root=tmp_path)  # JAX runs on the CPU in the tests
     assert any("GPU NOT IN USE" in r.getMessage() and "l4x1" in r.getMessage() for r in caplog.records)
     banner = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "gpu-banner")
     assert banner.visible and "Running on the CPU, not the GPU" in banner.value
-    assert "jax[cuda12]" in banner.value and "python -m space.deploy" in banner.value
+    assert "jax[cuda12]" in banner.value and "python -m diffcd_space.deploy" in banner.value
 
 
 @pytest.mark.parametrize("env, expected", [
@@ -207,7 +207,7 @@ def test_a_hanging_hub_holds_a_page_for_at_most_the_wait(monkeypatch):
 
 
 def test_overlay_glb_has_the_surface_and_the_cloud_in_another_colour(tmp_path):
-    from space.overlay import surface_view
+    from diffcd_space.overlay import surface_view
 
     sphere = trimesh.creation.icosphere(subdivisions=2)
     mesh_path = tmp_path / "mesh.ply"
@@ -236,7 +236,7 @@ def test_overlay_glb_has_the_surface_and_the_cloud_in_another_colour(tmp_path):
     (None, "1", True),            # switched on locally
 ])
 def test_the_mcp_server_is_on_in_a_space_and_switchable(monkeypatch, space, switch, expected):
-    from space import mcp
+    from diffcd_space import mcp
 
     for name, value in (("SPACE_ID", space), (mcp.MCP_ENV, switch)):
         if value is None:
@@ -252,7 +252,7 @@ def test_the_mcp_server_is_on_in_a_space_and_switchable(monkeypatch, space, swit
 def test_wrapped_docstring_entries_become_one_line_each():
     from gradio.utils import get_function_description
 
-    from space.mcp import one_line_entries
+    from diffcd_space.mcp import one_line_entries
 
     def tool(cloud, steps):
         """Do a thing.

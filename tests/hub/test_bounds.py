@@ -10,8 +10,8 @@ from _hubtest import OTHER_TOKEN, TOKEN, make_run, upload_files
 
 from diffcd.errors import LimitError
 from diffcd.export import NetworkLimits
-from hub import ListLimits, PullLimits, load_sdf, pull_checkpoint, push_checkpoint
-from hub.errors import HubError, LimitExceededError, VisibilityError
+from diffcd_hub import ListLimits, PullLimits, load_sdf, pull_checkpoint, push_checkpoint
+from diffcd_hub.errors import HubError, LimitExceededError, VisibilityError
 
 
 def _gets(server, name=None):
@@ -140,7 +140,7 @@ def test_private_push_to_an_existing_public_repo_is_refused(api, hub_server, tmp
 
 
 def test_listing_reads_at_most_n_repos_and_bounded_json(api, hub_server, tmp_path):
-    from hub.discover import list_checkpoints
+    from diffcd_hub.discover import list_checkpoints
 
     for index in range(3):
         push_checkpoint(make_run(tmp_path / f"r{index}", seed=index), f"user/list{index}", token=TOKEN,
@@ -172,7 +172,7 @@ def test_cache_prune_by_age_and_size(api, hub_server, export, hf_env):
 
     from huggingface_hub import scan_cache_dir
 
-    from hub.cache import prune
+    from diffcd_hub.cache import prune
 
     for name in ("user/c1", "user/c2"):
         upload_files(api, name, export)
@@ -189,7 +189,7 @@ def test_cache_prune_by_age_and_size(api, hub_server, export, hf_env):
 
 
 def test_prune_command(api, hub_server, export, capsys):
-    from hub.cli import main
+    from diffcd_hub.cli import main
 
     upload_files(api, "user/c3", export)
     load_sdf("user/c3")

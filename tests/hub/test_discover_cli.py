@@ -1,4 +1,4 @@
-"""list_checkpoints, the `python -m hub` command line, and the rule that tokens never leak."""
+"""list_checkpoints, the `python -m diffcd_hub` command line, and the rule that tokens never leak."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from _hubtest import CLOUD_DISTANCES, EVAL, OTHER_TOKEN, ROOT, TOKEN, files_containing, make_run
 from huggingface_hub import CommitOperationAdd
 
-from hub import list_checkpoints, push_checkpoint
-from hub.cli import main
+from diffcd_hub import list_checkpoints, push_checkpoint
+from diffcd_hub.cli import main
 
 
 @pytest.fixture
@@ -100,10 +100,10 @@ def test_python_dash_m_hub(hub_server, tmp_path):
     """The module entry point, in a fresh process: output and exit status."""
     run = make_run(tmp_path / "run")
     env = {**os.environ, "HF_TOKEN": TOKEN}
-    done = subprocess.run([sys.executable, "-m", "hub", "push", str(run), "user/proc"], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-m", "diffcd_hub", "push", str(run), "user/proc"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "sha: " in done.stdout, done.stderr
-    failed = subprocess.run([sys.executable, "-m", "hub", "pull", "user/absent"], cwd=ROOT, env=env,
+    failed = subprocess.run([sys.executable, "-m", "diffcd_hub", "pull", "user/absent"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert failed.returncode == 2 and failed.stderr.startswith("error: ") and "Traceback" not in failed.stderr
     assert TOKEN not in done.stdout + done.stderr + failed.stdout + failed.stderr

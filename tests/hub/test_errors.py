@@ -11,8 +11,8 @@ from _hubtest import OTHER_TOKEN, TOKEN, make_run, upload_files
 from safetensors.numpy import save
 
 from diffcd.errors import DiffCDError
-from hub import load_sdf, pull_checkpoint, push_checkpoint
-from hub.errors import (AuthError, HubError, NotACheckpointError, RepoNotFoundError, RevisionNotFoundError,
+from diffcd_hub import load_sdf, pull_checkpoint, push_checkpoint
+from diffcd_hub.errors import (AuthError, HubError, NotACheckpointError, RepoNotFoundError, RevisionNotFoundError,
                         UploadError, scrub)
 
 
@@ -107,7 +107,7 @@ def test_private_repo_tokens(api, export, monkeypatch):
 
 def test_anonymous_never_uses_the_servers_own_token(api, export, monkeypatch, tmp_path):
     """token=False (what the app passes for its visitors) ignores HF_TOKEN and the saved login."""
-    from hub.discover import list_checkpoints
+    from diffcd_hub.discover import list_checkpoints
 
     upload_files(api, "user/private", export, private=True)
     # A published run (with its model card) is what listing finds: one the owner can see.
@@ -182,7 +182,7 @@ def test_unreachable_hub(hf_env, tmp_path):
 def test_messages_never_contain_tokens(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_env_secret_value")
     assert str(HubError("bad hf_env_secret_value here")) == "bad *** here"
-    from hub.errors import remember_secret, secret_scope
+    from diffcd_hub.errors import remember_secret, secret_scope
 
     with secret_scope():
         remember_secret("hf_argument_secret")
@@ -201,6 +201,6 @@ def test_a_visitors_token_is_not_kept_after_the_pull(hub_server, monkeypatch):
         load_sdf("user/nothing", token="hf_visitor_token_9f8e7d")
     gc.collect()
     assert "hf_visitor_token_9f8e7d" in scrub("hf_visitor_token_9f8e7d")  # no process-wide set holds it
-    import hub.errors
+    import diffcd_hub.errors
 
-    assert not hasattr(hub.errors, "_SECRETS")
+    assert not hasattr(diffcd_hub.errors, "_SECRETS")

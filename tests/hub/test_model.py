@@ -12,8 +12,8 @@ from huggingface_hub import ModelHubMixin, PyTorchModelHubMixin, constants, hf_h
 
 from diffcd import FittedSDF
 from diffcd.export import export_sdf
-from hub import SDFModel, load_sdf, pull_checkpoint, push_checkpoint
-from hub.errors import NotACheckpointError, RepoNotFoundError, RevisionNotFoundError
+from diffcd_hub import SDFModel, load_sdf, pull_checkpoint, push_checkpoint
+from diffcd_hub.errors import NotACheckpointError, RepoNotFoundError, RevisionNotFoundError
 
 
 def _same_weights(a, b) -> bool:
@@ -102,7 +102,7 @@ def test_hub_push_loads_with_from_pretrained_and_vice_versa(model, hub_server, t
     model.push_to_hub("user/by-mixin", token=TOKEN)
     pulled = pull_checkpoint("user/by-mixin", out_dir=tmp_path / "out", resolution=16)
     assert _same_weights(pulled.sdf, model) and pulled.mesh_path.is_file()
-    from hub.cli import main
+    from diffcd_hub.cli import main
 
     assert main(["pull", "user/by-mixin", "--resolution", "16", "--out", str(tmp_path / "cli")]) == 0
 
@@ -145,7 +145,7 @@ def test_from_pretrained_has_load_sdfs_validation_and_messages(hub_server, api, 
 
 
 def test_private_push_to_hub_on_a_public_repo_is_refused(model, hub_server, api):
-    from hub.errors import VisibilityError
+    from diffcd_hub.errors import VisibilityError
 
     model.push_to_hub("user/open-mixin", token=TOKEN)
     with pytest.raises(VisibilityError, match="already exists and is public"):

@@ -12,9 +12,9 @@ import pytest
 from _hubtest import ROOT, TOKEN
 from huggingface_hub import HfApi, hf_hub_download
 
-from hub import list_checkpoints
+from diffcd_hub import list_checkpoints
 from tools.hubserver import HubServer
-from hub.publish_examples import main, seed_server
+from diffcd_hub.publish_examples import main, seed_server
 
 
 def test_publish_then_seed_a_fresh_server(hub_server, api, tmp_path, capsys):

@@ -10,7 +10,7 @@ from _hubtest import CLOUD_DISTANCES, EVAL, TOKEN, make_run
 from huggingface_hub import constants, hf_hub_download
 from safetensors.numpy import load_file
 
-from hub import load_sdf, pull_checkpoint, push_checkpoint
+from diffcd_hub import load_sdf, pull_checkpoint, push_checkpoint
 
 
 def _flat(sdf):
@@ -67,7 +67,7 @@ def test_model_card(hub_server, run_dir):
     assert meta["library_name"] == "diffcd" and meta["license"] == "mit"
     assert set(meta["tags"]) == {"sdf", "implicit-surface", "point-cloud", "surface-reconstruction", "jax",
                                  "flax", "diffcd", "arxiv:2407.17058", "model_hub_mixin"}
-    for snippet in ("from hub import SDFModel", 'sdf = SDFModel.from_pretrained("user/card")',
+    for snippet in ("from diffcd_hub import SDFModel", 'sdf = SDFModel.from_pretrained("user/card")',
                     "mesh = sdf.extract_mesh(256)",
                     "@inproceedings{haerenstam2024diffcd", "## Metrics", "| eval | chamfer | 0.0123 |",
                     "sphere.ply", "**DiffCD**"):
