@@ -128,9 +128,10 @@ class FitConfig:
         overlap = self.overlap_seed_refresh
         if overlap is None:
             overlap = jax.default_backend() != "cpu"
-        if not (self.spec.uses_surface_seeds and overlap):
+        hook = self.spec.refresh
+        if hook is None or not overlap:
             return 0
-        every = self.method_config.seed_refresh_every
+        every = hook.every(self.method_config)
         base = chunk_length(self.chunk_steps, every)
         if base <= every // 4:
             return every // 4 - every // 4 % base  # e.g. 200 of 1000, chunks of 100 (paper)

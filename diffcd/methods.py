@@ -80,8 +80,8 @@ class DiffCDConfig:
     """Cloud points kept per seed for the in-graph nearest-neighbour search (see sampling)."""
     nn_search: str = "exact"
     """"exact": every valid surface point's target is its nearest cloud point (diffcd.nearest);
-    "candidates": the nearest of its seed's candidates only, exact only where certified (the
-    former behaviour, kept for A/B comparisons)."""
+    "candidates": the nearest of its seed's candidates only, exact only where certified (kept
+    for A/B comparisons)."""
     def __post_init__(self) -> None:
         from diffcd.errors import ConfigError
 
