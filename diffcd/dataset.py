@@ -126,7 +126,7 @@ def discover(path: str | Path) -> list[Shape]:
     """
     root = Path(path)
     if not root.is_dir():
-        raise ConfigError(f"{root} is not a folder; pass a dataset folder (see the README's 'Fit a dataset').")
+        raise ConfigError(f"{root} is not a folder; pass a dataset folder (see docs/cli.md, 'Datasets').")
     if (root / INDEX_FILE).is_file():
         shapes = _from_index(root)
     else:

@@ -1,4 +1,4 @@
-"""The bounds of the public app: one table in the README, equal to space/limits.py, and the
+"""The bounds of the public app: one table in docs/security.md, equal to space/limits.py, and the
 environment switches them on as a Space and overrides each."""
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ import pytest
 
 from diffcd_space.limits import Limits, markdown_table
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+BOUNDS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
 
-def test_the_readme_table_of_bounds_is_the_code_s():
-    text = README.read_text()
+def test_the_documented_table_of_bounds_is_the_code_s():
+    text = BOUNDS_PAGE.read_text()
     found = re.search(r"<!-- limits-table -->\n(.*?)\n<!-- /limits-table -->", text, re.S)
-    assert found, "README.md has no limits table between <!-- limits-table --> markers"
+    assert found, "docs/security.md has no limits table between <!-- limits-table --> markers"
     assert found.group(1).strip() == markdown_table().strip(), (
-        "README's bounds differ from space/limits.py: paste markdown_table() between the markers")
+        "docs/security.md's bounds differ from space/limits.py: paste markdown_table() between the markers")
 
 
 def test_public_bounds_hold_as_a_space_and_local_ones_otherwise():
