@@ -14,6 +14,7 @@ sane cloud after it was read.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import io as _io
 import re
@@ -27,6 +28,7 @@ import numpy as np
 import trimesh
 
 from diffcd.errors import ConfigError, DiffCDWarning, LimitError, MeshError, PointCloudError
+from diffcd.meshscan import count_mesh, longest_row
 from diffcd.metrics import sample_triangles
 
 __all__ = [
@@ -84,6 +86,16 @@ class InputLimits:
     """Most points (rows), vertices or faces a file may declare."""
     max_compression_ratio: float = 200.0
     """Largest decoded/compressed ratio of an .npz member over 1 MiB (a zip bomb's is ~1000)."""
+    max_read_bytes: int = 1 << 40
+    """Most memory reading a file of ``max_file_bytes`` may add; a smaller file of s bytes may add
+    ``max_read_bytes * s / max_file_bytes`` plus ``READ_ALLOWANCE_BYTES``, so that the cost grows
+    no faster than the file. A mesh's cost is estimated from the lines, triangles and vertices its
+    bytes make (``diffcd.meshscan``) before it is parsed. The default (256 bytes per byte of a
+    4 GB file) stops only what no honest file needs; the public app allows 6 per byte."""
+    max_face_corners: int = 1024
+    """Most corners of one polygon of a mesh file (fan triangulation makes n - 2 triangles of it)."""
+    max_row_numbers: int = 64
+    """Most numbers on one row of a text point cloud (a row holds 3 or 6)."""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -93,6 +105,14 @@ class InputLimits:
 
 
 DEFAULT_INPUT_LIMITS = InputLimits()
+READ_ALLOWANCE_BYTES = 40_000_000
+"""Memory any read may add whatever the file's size: a parser's working buffers and the allocator's
+slack (the scan of ``diffcd.meshscan`` alone uses about 20 MB)."""
+
+
+def read_budget(size: int, limits: InputLimits) -> float:
+    """The memory reading a file of `size` bytes may add under `limits` (see ``max_read_bytes``)."""
+    return min(limits.max_read_bytes, limits.max_read_bytes * size / limits.max_file_bytes + READ_ALLOWANCE_BYTES)
 
 
 @dataclass(frozen=True, eq=False)
@@ -489,19 +509,25 @@ def _read_text(path: Path, limits: InputLimits):
     data = path.read_bytes()  # within max_file_bytes
     rows = data.count(b"\n") + 1
     _check_declared(name, rows, rows * 6 * 8, limits, PointCloudError, what="rows")
+    numbers = longest_row(data)
+    if numbers > limits.max_row_numbers:
+        raise PointCloudLimitError(f"{name}: has a row of {numbers:,} numbers, more than the {limits.max_row_numbers} "
+                                   "allowed; each row must be 'x y z' or 'x y z nx ny nz', one point per line.")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise PointCloudError(f"{name}: not a text file (it has bytes that are not UTF-8); "
                               f"{path.suffix} files must hold one 'x y z' row per point.") from error
-    del data
-    text = text.replace(",", " ").replace(";", " ").replace("\t", " ")
-    skip = _header_lines(text.splitlines()[:1000])
+    del text  # decoded only to check it: the rows are parsed from the bytes, a chunk at a time
+    data = data[3:] if data.startswith(codecs.BOM_UTF8) else data
+    # One comment character keeps numpy's parser in C (two comment markers make it go line by line in Python).
+    data = data.translate(_TEXT_SEPARATORS).replace(b"//", b"#")
+    skip = _header_lines(data[: 1 << 16].decode("utf-8", "ignore").splitlines()[:1000])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # numpy warns on empty input; we report it below
-            array = np.loadtxt(_io.StringIO(text), comments=("#", "//"), skiprows=skip, ndmin=2,
-                               dtype=np.float64)
+            array = np.loadtxt(_io.BytesIO(data), comments="#", skiprows=skip, ndmin=2, dtype=np.float64,
+                               encoding="utf-8")
     except ValueError as error:
         raise PointCloudError(f"{name}: could not parse the rows as numbers ({error}); each row must "
                               "be 'x y z' or 'x y z nx ny nz', separated by spaces or commas.") from error
@@ -510,6 +536,7 @@ def _read_text(path: Path, limits: InputLimits):
     return array, None, False
 
 
+_TEXT_SEPARATORS = bytes.maketrans(b",;\t", b"   ")
 _PLY_ELEMENT = re.compile(rb"^element\s+(\S+)\s+(\d+)\s*$", re.MULTILINE)
 _PLY_PROPERTY = re.compile(rb"^property\s+(list\s+)?", re.MULTILINE)
 
@@ -583,6 +610,57 @@ def _check_geometry(path: Path, data: bytes, error: type, limits: InputLimits) -
         rows = data.count(b"\n") + 1
         elements, decoded = rows, rows * 4 * 8
     _check_declared(path.name, elements, decoded, limits, error, what="vertices and faces")
+    _check_built(path, data, error, limits)
+
+
+_MESH_READ_COST = {
+    # per file byte, per value of text, per line of text, per triangle, per vertex
+    "obj": (1.0, 0, 20, 230, 30),
+    "off": (2.0, 130, 260, 50, 60),
+    "ply": (2.0, 0, 200, 190, 60),
+    "ply-binary": (2.0, 0, 0, 280, 40),
+    "stl": (4.0, 0, 0, 330, 60),
+    "stl-binary": (1.0, 0, 0, 300, 0),
+    "glb": (1.0, 0, 0, 300, 60),
+}
+"""Memory (bytes) that reading a mesh file adds per file byte, per value and per line of text, per
+triangle and per vertex it makes: the larger of load_mesh's and load_point_cloud's, measured with
+benchmarks/hostile_inputs.py on honest files and on dense hostile ones. trimesh's OFF reader
+holds every value as a Python string and its ASCII PLY reader every line as an array, hence
+their costs per value and per line; OFF's are doubled because its reader is also the slowest
+(about 0.5 s per MB), so that the OFF files accepted stay within the time bound too."""
+
+
+def _read_cost(kind: str, size: int, counts) -> float:
+    """The memory reading a mesh file of `size` bytes with `counts` (``MeshCounts``) adds."""
+    per_byte, per_value, per_line, per_triangle, per_vertex = _MESH_READ_COST[kind + "-binary" * counts.binary]
+    return (per_byte * size + per_value * counts.tokens + per_line * counts.lines + per_triangle * counts.triangles
+            + per_vertex * counts.vertices)
+
+
+def _check_built(path: Path, data: bytes, error: type, limits: InputLimits) -> None:
+    """Refuse a mesh file whose bytes make more than the limits allow: a polygon with too many
+    corners, or triangles and vertices whose reading would cost more memory than its size may."""
+    kind = path.suffix.lower().lstrip(".")
+    counts = count_mesh(data, kind)
+    if counts.problem:
+        raise error(f"{path.name}: not a valid {kind.upper()} file ({counts.problem}); check that the file is "
+                    "not corrupted, or re-export it.")
+    if counts.corners > limits.max_face_corners:
+        raise _limit_error(error)(
+            f"{path.name}: has a polygon of {counts.corners:,} corners, more than the {limits.max_face_corners:,} "
+            "allowed (it would become as many triangles); triangulate the mesh or re-export it.")
+    if counts.values > limits.max_face_corners + 2:
+        raise _limit_error(error)(
+            f"{path.name}: has a line of {counts.values:,} values, more than the {limits.max_face_corners + 2:,} "
+            "allowed (a line holds one vertex or one polygon); check that the file is not corrupted, or re-export it.")
+    cost = _read_cost(kind, len(data), counts)
+    budget = read_budget(len(data), limits)
+    if cost > budget:
+        raise _limit_error(error)(
+            f"{path.name}: its {counts.triangles:,} triangles and {counts.vertices:,} vertices would take about "
+            f"{_size(cost)} of memory to read, more than the {_size(budget)} allowed for a {_size(len(data))} "
+            f"{kind.upper()} file; simplify the mesh, or save it as binary STL or OBJ, which read more lightly.")
 
 
 def _load_trimesh(path: Path, error: type, *, process: bool, limits: InputLimits):
@@ -618,9 +696,20 @@ def _ply_vertex_normals(geometry) -> np.ndarray | None:
     return None
 
 
+def _check_references(path: Path, meshes) -> None:
+    """Refuse faces that name vertices the file does not have (a reader that does not process
+    the mesh keeps them)."""
+    for mesh in meshes:
+        faces = np.asarray(mesh.faces)
+        if faces.size and (faces.min() < 0 or faces.max() >= len(mesh.vertices)):
+            raise PointCloudError(f"{path.name}: a face refers to vertex {int(faces.max()) + 1:,} (or below 1) but the "
+                                  f"file has {len(mesh.vertices):,} vertices; repair or re-export the mesh.")
+
+
 def _read_geometry(path: Path, mesh_samples: int, seed: int, limits: InputLimits):
     meshes, others = _load_trimesh(path, PointCloudError, process=False, limits=limits)
     if meshes:
+        _check_references(path, meshes)
         triangles = np.concatenate([np.asarray(m.vertices, np.float64)[np.asarray(m.faces)]
                                     for m in meshes])
         if not np.isfinite(triangles).all():
