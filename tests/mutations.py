@@ -176,6 +176,20 @@ MUTATIONS: list[Mutation] = [
       (('os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")', "pass"),),
       ("tests/app/test_app_process.py",),
       "the app phones home"),
+    # --- what a reader builds is bounded from the file's bytes ------------------------------
+    M("io-no-corners-per-face-check", "diffcd/io.py",
+      (("    if counts.corners > limits.max_face_corners:", "    if False:"),),
+      ("tests/test_hostile_inputs.py",),
+      "one polygon of a million corners is triangulated: a 20 MB OBJ takes gigabytes"),
+    M("io-no-read-cost-check", "diffcd/io.py",
+      (("    if cost > budget:", "    if False:"),),
+      ("tests/test_hostile_inputs.py",),
+      "dense triangles and GLB nodes that place one mesh many times are read whatever they cost"),
+    M("meshscan-obj-counts-faces-not-triangles", "diffcd/meshscan.py",
+      (("            triangles += int(np.maximum(tokens[face] - 3, 0).sum())",
+        "            triangles += int(np.count_nonzero(face))"),),
+      ("tests/test_hostile_inputs.py",),
+      "an OBJ of many large polygons passes as if each made one triangle"),
 ]
 
 
