@@ -34,6 +34,11 @@ class Limits:
                              "points")
     max_decoded_bytes: int = _field(512_000_000, "Largest decoded array of an upload (.npy/.npz checked "
                                     "before decompressing or allocating)", "bytes")
+    max_read_bytes: int = _field(600_000_000, "Most memory reading one upload of the largest size may add, decoded "
+                                 "arrays included, in at most 10 s on 2 cores (a smaller file: its share plus 40 MB; "
+                                 "estimated from the triangles, lines and rows its bytes make and refused before "
+                                 "parsing)", "bytes")
+    max_face_corners: int = _field(256, "Most corners of one polygon of an uploaded mesh", "corners")
     max_network_parameters: int = _field(4_000_000, "Largest network a pull accepts: parameters", "parameters")
     max_network_width: int = _field(1024, "Largest network a pull accepts: features per layer", "features")
     max_network_depth: int = _field(16, "Largest network a pull accepts: hidden layers", "layers")
@@ -111,7 +116,8 @@ class Limits:
         """These bounds as diffcd.io.InputLimits: checked before an upload is decoded."""
         from diffcd.io import InputLimits
 
-        return InputLimits(max_file_bytes=self.max_upload_bytes, max_decoded_bytes=self.max_decoded_bytes)
+        return InputLimits(max_file_bytes=self.max_upload_bytes, max_decoded_bytes=self.max_decoded_bytes,
+                           max_read_bytes=self.max_read_bytes, max_face_corners=self.max_face_corners)
 
     def network_limits(self):
         """These bounds as diffcd.export.NetworkLimits: checked from config.json before any tensor."""
