@@ -1,9 +1,13 @@
-"""The Compare tab: two to four methods on one cloud, one after another, one table."""
+"""The Compare tab: two to four methods on one cloud, one after another, one table.
+
+`CompareTab` holds the events (/compare, /stop_compare); `CompareView` lays the tab out and binds them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
 import gradio as gr
 import pandas as pd
@@ -12,12 +16,29 @@ import trimesh
 from diffcd import METHODS, Fitter
 from diffcd_space import viewer
 from diffcd_space.errors import as_sentence, catch_all
+from diffcd_space.events import CHECK, COMPUTE, INSTANT
+from diffcd_space.examples import Example
 from diffcd_space.fit_tab import FitTab
+from diffcd_space.inputs import CloudPicker
 from diffcd_space.jobs import Budget
 from diffcd_space.outputs import COMPARE_COLUMNS, seconds
+from diffcd_space.presets import AppPreset, preset_choices
 from diffcd_space.validation import check_cloud_choice, check_methods, check_preset, check_settings
 
 MAX_VIEWERS = len(METHODS)
+COMPARE_OUTPUTS = ("table", "status", "legend")
+"""The outputs of /compare after its MAX_VIEWERS viewers, in their order (the API's)."""
+
+
+def compare_update(*, views: Sequence[Any] | Mapping[int, Any] = (), **changed: Any) -> tuple:
+    """One update of /compare: the viewers given (a list from the first, or {index: value}) and the
+    named outputs changed, everything else left as it is (gr.skip())."""
+    unknown = set(changed) - set(COMPARE_OUTPUTS)
+    if unknown:
+        raise TypeError(f"/compare has no output {sorted(unknown)}")
+    shown = views if isinstance(views, Mapping) else dict(enumerate(views))
+    return (*(shown[i] if i in shown else gr.skip() for i in range(MAX_VIEWERS)),
+            *(changed[name] if name in changed else gr.skip() for name in COMPARE_OUTPUTS))
 
 
 class CompareTab(FitTab):
@@ -75,10 +96,10 @@ class CompareTab(FitTab):
             for position in job.wait():
                 if stopped():
                     break
-                yield (*[gr.skip()] * MAX_VIEWERS, gr.skip(), f"Waiting for the device: {position} job(s) ahead "
-                       "of yours (Stop cancels it).", gr.skip())
+                yield compare_update(status=f"Waiting for the device: {position} job(s) ahead of yours "
+                                     "(Stop cancels it).")
             if stopped():
-                yield (*[gr.skip()] * MAX_VIEWERS, gr.skip(), "**Stopped** before the comparison started.", gr.skip())
+                yield compare_update(status="**Stopped** before the comparison started.")
                 return
             budget = job.budget(self.limits.max_request_seconds)
             yield from self._compare_on_device(loaded, chosen, app_preset, settings, configs, stopped, budget,
@@ -96,9 +117,9 @@ class CompareTab(FitTab):
         rows: list[dict] = []
         table = lambda: pd.DataFrame(rows) if rows else None  # noqa: E731
         notes = "".join(f"⚠ {n}\n\n" for n in loaded.notes)
-        yield (*views, None, f"{notes}Comparing {', '.join(METHODS[m].title for m in chosen)} on "
-               f"**{loaded.label}** (seed {settings['seed']})…", legend)
-        skip_views = [gr.skip()] * MAX_VIEWERS
+        yield compare_update(views=views, table=None, status=f"{notes}Comparing "
+                             f"{', '.join(METHODS[m].title for m in chosen)} on **{loaded.label}** "
+                             f"(seed {settings['seed']})…", legend=legend)
         finals: list[Any] = [None] * MAX_VIEWERS  # the last update repeats every mesh, for API callers
         for index, method in enumerate(chosen):
             title = METHODS[method].title
@@ -115,14 +136,12 @@ class CompareTab(FitTab):
                     event = progress.event
                     if event.done:
                         break
-                    update = list(skip_views)
-                    if progress.snapshot:
-                        update[index] = progress.snapshot
-                    yield (*update, gr.skip(), self._status(event, title, prefix=prefix), gr.skip())
+                    yield compare_update(views={index: progress.snapshot} if progress.snapshot else {},
+                                         status=self._status(event, title, prefix=prefix))
                 if self.store.is_closed(request) or stopped.caller_gone():  # no one to show it to
                     shutil.rmtree(folder, ignore_errors=True)
                     return
-                yield (*skip_views, gr.skip(), f"{prefix}**{title}**: meshing and scoring…", gr.skip())
+                yield compare_update(status=f"{prefix}**{title}**: meshing and scoring…")
                 summary = self._finish_run(method_folder, event.result, configs[method], loaded, gt,
                                            app_preset, budget)
             except Exception as error:
@@ -134,24 +153,24 @@ class CompareTab(FitTab):
                 value = (summary.get(group) or {}).get(key)
                 if value is not None:
                     row[label] = float(f"{value:.4g}")
-            update = list(skip_views)
             if summary.get("surface_found"):
                 mesh = trimesh.load(method_folder / "run" / "mesh.ply", process=False)
                 path = viewer.distance_mesh_glb(mesh, loaded.cloud.points, scale,
                                                 method_folder / f"{method}-distance.glb")
-                finals[index] = update[index] = str(path)
+                finals[index] = str(path)
             else:
                 row["note"] = "no surface found"
             if summary.get("cancelled") and not stopped():
                 row["note"] = f"stopped: the whole comparison has {seconds(budget.seconds)}"
             rows.append(row)
-            yield (*update, table(), f"{prefix}**{title}** done in {seconds(summary['fit_seconds'])}.", gr.skip())
+            yield compare_update(views={index: finals[index]} if finals[index] else {}, table=table(),
+                                 status=f"{prefix}**{title}** done in {seconds(summary['fit_seconds'])}.")
         done = len(rows)
         status = (f"{notes}**Stopped after {done} of {len(chosen)} methods.**" if done < len(chosen)
                   else f"{notes}**Done: {done} methods on {loaded.label}.**")
         status += (" Lower distances are better; 'surface→cloud max' exposes spurious surface"
                    f"{', distances in ' + loaded.units if loaded.units else ''}.")
-        yield (*finals, table(), status, legend)
+        yield compare_update(views=finals, table=table(), status=status, legend=legend)
 
     def stop_compare(self, request: gr.Request) -> str:
         """Stop this session's comparison after the current chunk of steps (or before it starts).
@@ -163,3 +182,66 @@ class CompareTab(FitTab):
         """
         self.store.request_stop(request, "compare")
         return "Stopping the comparison after the current chunk of steps…"
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareView:
+    """The Compare tab: cloud, methods and preset on the left; a viewer per method, the legend and
+    one metrics table on the right."""
+
+    picker: CloudPicker
+    methods: gr.CheckboxGroup
+    preset: gr.Dropdown
+    seed: gr.Number
+    steps: gr.Number
+    compare_button: gr.Button
+    stop_button: gr.Button
+    status: gr.Markdown
+    legend: gr.HTML
+    views: tuple[gr.Model3D, ...]
+    table: gr.Dataframe
+
+    @classmethod
+    def layout(cls, events: CompareTab, *, presets: dict[str, AppPreset], default_preset: str,
+               examples: list[Example], default_example: str | None) -> CompareView:
+        names = list(METHODS)
+        with gr.Tab("Compare", id="compare"):
+            with gr.Row():
+                with gr.Column(scale=1, min_width=340):
+                    picker = CloudPicker.layout(events, "compare", examples, default_example)
+                    methods = gr.CheckboxGroup([(METHODS[m].title, m) for m in names],
+                                               value=names[:2] if len(names) < 3 else ["diffcd", "igr", "siren"],
+                                               label="Methods (two to four)", elem_id="compare-methods")
+                    preset = gr.Dropdown(preset_choices(presets), value=default_preset, label="Preset")
+                    with gr.Row():
+                        seed = gr.Number(0, label="Seed", precision=0)
+                        steps = gr.Number(None, label="Steps per method", precision=0)
+                    with gr.Row():
+                        compare_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
+                        stop_button = gr.Button("Stop", variant="stop")
+                with gr.Column(scale=2):
+                    status = gr.Markdown("Choose methods and press **Compare**: they run one after another with "
+                                         "the same seed.", elem_id="compare-status")
+                    legend = gr.HTML(viewer.legend_html(None), elem_id="compare-legend")
+                    views = []
+                    for row in range(0, MAX_VIEWERS, 2):
+                        with gr.Row():
+                            for i in range(row, min(row + 2, MAX_VIEWERS)):
+                                views.append(gr.Model3D(label=METHODS[names[i]].title, height=300, interactive=False,
+                                                        elem_id=f"compare-view-{i}"))
+                    table = gr.Dataframe(label="Metrics per method (the cloud's units)", interactive=False,
+                                         elem_id="compare-metrics")
+        return cls(picker, methods, preset, seed, steps, compare_button, stop_button, status, legend, tuple(views),
+                   table)
+
+    def bind(self, events: CompareTab, *, demo: gr.Blocks) -> None:
+        """/compare and /stop_compare; the steps field follows the preset (filled in when the page
+        loads). The tab's cloud picker is private: /load_example and /preview_cloud are the Fit tab's."""
+        self.picker.bind(events, public=False)
+        inputs = [self.picker.upload, self.picker.example, self.methods, self.preset, self.seed, self.steps]
+        outputs = [*self.views, *(getattr(self, name) for name in COMPARE_OUTPUTS)]
+        self.compare_button.click(events.check_compare, inputs, None, **CHECK) \
+            .success(events.compare, inputs, outputs, api_name="compare", **COMPUTE)
+        self.stop_button.click(events.stop_compare, None, [self.status], api_name="stop_compare", queue=False)
+        self.preset.change(events.preset_steps, [self.preset], [self.steps], **INSTANT)
+        demo.load(events.preset_steps, [self.preset], [self.steps], **INSTANT)

@@ -1,4 +1,8 @@
-"""The Fit tab: fit one method to a cloud with live progress, and Stop."""
+"""The Fit tab: fit one method to a cloud with live progress, and Stop.
+
+`FitTab` holds the events (/fit, /stop, the settings form); `FitView` lays the tab out and binds
+them, with the cloud picker (diffcd_space.inputs) and the re-mesh section (diffcd_space.model_tab).
+"""
 
 from __future__ import annotations
 
@@ -13,18 +17,45 @@ import gradio as gr
 from diffcd import METHODS, Fitter
 from diffcd.presets import NOISE_SETTINGS
 from diffcd.runs import CLOUD_FILE, write_run
-from diffcd_space import viewer
-from diffcd_space.context import AppContext, bounded
+from diffcd_space import overlay, viewer
+from diffcd_space.context import bounded
 from diffcd_space.errors import as_sentence, catch_all
+from diffcd_space.events import CHECK, COMPUTE, INSTANT
+from diffcd_space.examples import Example
+from diffcd_space.inputs import CloudInputs, CloudPicker
 from diffcd_space.jobs import Budget
+from diffcd_space.model_tab import ModelSection, ModelTab
 from diffcd_space.outputs import metrics_table, run_downloads, seconds
-from diffcd_space.presets import AppPreset
+from diffcd_space.presets import AppPreset, preset_choices
 from diffcd_space.training import Progress, train
-from diffcd_space.validation import LoadedCloud, check_cloud_choice, check_method, check_preset, check_settings
+from diffcd_space.validation import (MAX_RESOLUTION, MIN_RESOLUTION, LoadedCloud, check_cloud_choice, check_method,
+                                     check_preset, check_settings)
+
+FIT_OUTPUTS = ("surface", "losses", "status", "progress", "metrics", "downloads", "current")
+"""The outputs of /fit, in their order (the API's)."""
 
 
-class FitTab(AppContext):
-    """/fit and /stop, and the settings form."""
+def fit_update(**changed: Any) -> tuple:
+    """One update of /fit: the named outputs changed, every other one left as it is (gr.skip())."""
+    unknown = set(changed) - set(FIT_OUTPUTS)
+    if unknown:
+        raise TypeError(f"/fit has no output {sorted(unknown)}")
+    return tuple(changed[name] if name in changed else gr.skip() for name in FIT_OUTPUTS)
+
+
+def method_choices() -> list[tuple[str, str]]:
+    return [(spec.title, name) for name, spec in METHODS.items()]
+
+
+def method_summary(method: str) -> str:
+    """The method's one-line summary, shown under the method picker."""
+    spec = METHODS.get(method)
+    return f"*{spec.title}: {spec.summary}*" if spec else ""
+
+
+class FitTab(CloudInputs, ModelTab):
+    """/fit and /stop, and the settings form; with the events of the tab's cloud picker and of its
+    re-mesh section."""
 
     def preset_settings(self, preset: str, method: str, noise: str = "none") -> tuple:
         """The advanced settings a preset, method and noise setting amount to, to fill the form with.
@@ -159,18 +190,18 @@ class FitTab(AppContext):
         config = self._config(app_preset, method, settings)
         title = METHODS[method].title
         stopped = self._stop_check(request, "fit")
-        skip3 = (gr.skip(),) * 3
         with self._job(request, "fit") as job:
             loaded = self._read_cloud(cloud, example, request, warn=False)
             notes = "".join(f"⚠ {n}\n\n" for n in loaded.notes)
             for position in job.wait():
                 if stopped():
                     break
-                yield (gr.skip(), gr.skip(), f"{notes}Waiting for the device: {position} job(s) ahead of yours "
-                       "(Stop cancels it).", self._progress(None, stage="waiting", title=title), *skip3)
+                yield fit_update(status=f"{notes}Waiting for the device: {position} job(s) ahead of yours "
+                                        "(Stop cancels it).",
+                                 progress=self._progress(None, stage="waiting", title=title))
             if stopped():
-                yield (gr.skip(), gr.skip(), "**Stopped** before the fit started.",
-                       self._progress(None, stage="cancelled", title=title), *skip3)
+                yield fit_update(status="**Stopped** before the fit started.",
+                                 progress=self._progress(None, stage="cancelled", title=title))
                 return
             budget = job.budget(self.limits.max_request_seconds)
             yield from self._fit_on_device(loaded, method, title, config, app_preset, notes, stopped, budget,
@@ -179,28 +210,28 @@ class FitTab(AppContext):
     def _fit_on_device(self, loaded: LoadedCloud, method: str, title: str, config, app_preset: AppPreset,
                        notes: str, stopped, budget: Budget, request) -> Iterator[tuple]:
         folder = self.store.fresh_folder(request, "fit")
-        yield (gr.skip(), None, f"{notes}Preparing the fit of **{loaded.label}** with {title} "
-               f"({config.network.hidden_layers}×{config.network.width} network, "
-               f"{config.schedule.steps:,} steps)…", self._progress(None, stage="preparing", title=title),
-               None, None, gr.skip())
+        yield fit_update(losses=None, status=f"{notes}Preparing the fit of **{loaded.label}** with {title} "
+                         f"({config.network.hidden_layers}×{config.network.width} network, "
+                         f"{config.schedule.steps:,} steps)…",
+                         progress=self._progress(None, stage="preparing", title=title), metrics=None, downloads=None)
         fitter = Fitter(loaded.cloud, config)
         event = None
         for update in self._stream(fitter, app_preset, folder, self._training_stop(stopped, budget)):
             event = update.event
             if event.done:
                 break
-            yield (update.snapshot or gr.skip(), viewer.loss_frame(fitter.history),
-                   self._status(event, title, prefix=notes),
-                   self._progress(event, stage="fitting", title=title), gr.skip(), gr.skip(), gr.skip())
+            yield fit_update(surface=update.snapshot or gr.skip(), losses=viewer.loss_frame(fitter.history),
+                             status=self._status(event, title, prefix=notes),
+                             progress=self._progress(event, stage="fitting", title=title))
         if self.store.is_closed(request) or stopped.caller_gone():  # no one to show the result to
             shutil.rmtree(folder, ignore_errors=True)
             return
         result = event.result
         cancelled = bool(result.summary.get("cancelled"))
-        yield (gr.skip(), viewer.loss_frame(fitter.history),
-               f"{notes}{'Stopped' if cancelled else 'Trained'} at step {result.summary['steps']:,}; "
-               f"meshing at {config.mesh_resolution}³ and computing metrics…",
-               self._progress(event, stage="meshing", title=title), gr.skip(), gr.skip(), gr.skip())
+        yield fit_update(losses=viewer.loss_frame(fitter.history),
+                         status=f"{notes}{'Stopped' if cancelled else 'Trained'} at step {result.summary['steps']:,}; "
+                         f"meshing at {config.mesh_resolution}³ and computing metrics…",
+                         progress=self._progress(event, stage="meshing", title=title))
         label = f"{loaded.label}-{method}"
         state = {"label": label, "units": loaded.units, "cloud": None,
                  "gt_mesh": str(loaded.example.gt_mesh) if loaded.example and loaded.example.gt_mesh else None}
@@ -211,7 +242,7 @@ class FitTab(AppContext):
             shown, downloads = run_downloads(run_dir, label)
         except Exception as error:
             kept, where = self._keep_model(result.fitted, request, state)
-            yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), kept)
+            yield fit_update(current=kept)
             sentence = as_sentence(error, "The fit's results could not be written")
             raise gr.Error(f"{sentence.message} {where}", title="The fit's results could not be written") from None
         state.update(model_dir=str(run_dir), mesh=str(run_dir / "mesh.ply") if summary.get("surface_found") else None,
@@ -232,8 +263,8 @@ class FitTab(AppContext):
         else:
             status += f" · **no surface found** — {summary.get('mesh_error', '')} The viewer keeps the last snapshot."
             final = gr.skip()
-        yield (final, viewer.loss_frame(fitter.history), status, progress,
-               metrics_table(summary, loaded.units), downloads, state)
+        yield fit_update(surface=final, losses=viewer.loss_frame(fitter.history), status=status, progress=progress,
+                         metrics=metrics_table(summary, loaded.units), downloads=downloads, current=state)
 
     def stop(self, request: gr.Request) -> str:
         """Stop this session's fit after the current chunk of steps (or before it starts, if it waits).
@@ -246,3 +277,133 @@ class FitTab(AppContext):
         """
         self.store.request_stop(request, "fit")
         return "Stopping after the current chunk of steps…"
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSettings:
+    """The Fit tab's left column: method, preset, the advanced settings, Fit and Stop."""
+
+    method: gr.Dropdown
+    method_info: gr.Markdown
+    preset: gr.Dropdown
+    steps: gr.Number
+    seed: gr.Number
+    width: gr.Number
+    depth: gr.Number
+    eikonal: gr.Number
+    area: gr.Number
+    resolution: gr.Number
+    noise: gr.Dropdown
+    fit_button: gr.Button
+    stop_button: gr.Button
+
+    @classmethod
+    def layout(cls, presets: dict[str, AppPreset], default_preset: str) -> FitSettings:
+        method = gr.Dropdown(method_choices(), value="diffcd", label="Method", elem_id="fit-method")
+        method_info = gr.Markdown(method_summary("diffcd"))
+        preset = gr.Dropdown(preset_choices(presets), value=default_preset, label="Preset",
+                             info="Network size, steps and mesh resolution.", elem_id="fit-preset")
+        with gr.Accordion("Advanced settings (filled in from the preset and method)", open=False):
+            with gr.Row():
+                steps = gr.Number(None, label="Steps", precision=0)
+                seed = gr.Number(0, label="Seed", precision=0)
+            with gr.Row():
+                width = gr.Number(None, label="Network width", precision=0)
+                depth = gr.Number(None, label="Network depth (hidden layers)", precision=0)
+            with gr.Row():
+                eikonal = gr.Number(None, label="Eikonal weight λ")
+                area = gr.Number(None, label="Area weight μ")
+            resolution = gr.Number(None, label=f"Final mesh resolution ({MIN_RESOLUTION}–{MAX_RESOLUTION})",
+                                   precision=0)
+            noise = gr.Dropdown([(s.description, name) for name, s in NOISE_SETTINGS.items()], value="none",
+                                label="Noise in the cloud (the paper's settings)", elem_id="fit-noise")
+        with gr.Row():
+            fit_button = gr.Button("Fit", variant="primary", elem_id="fit-button")
+            stop_button = gr.Button("Stop", variant="stop", elem_id="fit-stop")
+        return cls(method, method_info, preset, steps, seed, width, depth, eikonal, area, resolution, noise,
+                   fit_button, stop_button)
+
+    @property
+    def advanced(self) -> list:
+        """The fields a preset fills in, in the order of FitTab.preset_settings' answer."""
+        return [self.steps, self.width, self.depth, self.eikonal, self.area, self.resolution]
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResults:
+    """The Fit tab's right column: status, the live viewer, loss curve, metrics, downloads."""
+
+    status: gr.Markdown
+    surface: gr.Model3D
+    show_cloud: gr.Checkbox
+    losses: gr.LinePlot
+    metrics: gr.Dataframe
+    downloads: gr.File
+    model: ModelSection
+    progress: gr.JSON
+
+    @classmethod
+    def layout(cls) -> FitResults:
+        status = gr.Markdown("Pick an example or upload a cloud, then press **Fit**.", elem_id="fit-status")
+        surface = gr.Model3D(label="Fitted surface (live snapshots, then the final mesh)", height=420,
+                             interactive=False, elem_id="fit-surface-view")
+        show_cloud = gr.Checkbox(False, label="Show the input cloud over the surface (orange)", elem_id="fit-overlay")
+        losses = gr.LinePlot(None, x="step", y="log10 loss", color="term", title="Loss (log10)", height=240,
+                             elem_id="fit-loss")
+        metrics = gr.Dataframe(label="Metrics (in the cloud's units)", interactive=False, wrap=True,
+                               elem_id="fit-metrics")
+        downloads = gr.File(label="Downloads: mesh (GLB, PLY, OBJ) and checkpoint", file_count="multiple",
+                            interactive=False, elem_id="fit-downloads")
+        model = ModelSection.layout()
+        with gr.Accordion("Progress details (JSON)", open=False):
+            progress = gr.JSON(label="Progress", elem_id="fit-progress")
+        return cls(status, surface, show_cloud, losses, metrics, downloads, model, progress)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitView:
+    """The Fit tab: the cloud and settings on the left, the fit's progress and results on the right."""
+
+    picker: CloudPicker
+    settings: FitSettings
+    results: FitResults
+
+    @classmethod
+    def layout(cls, events: FitTab, *, presets: dict[str, AppPreset], default_preset: str,
+               examples: list[Example], default_example: str | None) -> FitView:
+        with gr.Tab("Fit", id="fit"):
+            with gr.Row():
+                with gr.Column(scale=1, min_width=340):
+                    picker = CloudPicker.layout(events, "fit", examples, default_example)
+                    settings = FitSettings.layout(presets, default_preset)
+                with gr.Column(scale=2):
+                    results = FitResults.layout()
+        return cls(picker, settings, results)
+
+    def bind(self, events: FitTab, *, current: gr.State, demo: gr.Blocks) -> None:
+        """/load_example, /preview_cloud, /fit and /stop, and the settings form filled in from the
+        preset, method and noise (also when the page loads: the form starts empty, so that an API
+        caller's default is "the preset's")."""
+        s, r = self.settings, self.results
+        self.picker.bind(events, public=True)
+        inputs = [self.picker.upload, self.picker.example, s.method, s.preset, s.steps, s.width, s.depth, s.eikonal,
+                  s.area, s.seed, s.resolution, s.noise, current]
+        outputs = [current if name == "current" else getattr(r, name) for name in FIT_OUTPUTS]
+        s.fit_button.click(events.check_fit, inputs[:-1], None, **CHECK) \
+            .success(events.fit, inputs, outputs, api_name="fit", **COMPUTE) \
+            .success(overlay.after_result, [r.show_cloud, current], [r.surface], api_visibility="private")
+        # Stop never waits: no queue from the page, and no concurrency limit for API callers.
+        s.stop_button.click(events.stop, None, [r.status], api_name="stop", queue=False)
+        r.show_cloud.input(overlay.surface_view, [r.show_cloud, current], [r.surface], api_visibility="private",
+                           concurrency_limit=4)
+        form = [s.preset, s.method, s.noise]
+        for trigger in (s.preset.change, s.method.change, s.noise.change):
+            trigger(events.preset_settings, form, s.advanced, **INSTANT)
+        s.method.change(method_summary, [s.method], [s.method_info], **INSTANT)
+        demo.load(events.preset_settings, form, s.advanced, **INSTANT)
+
+    def bind_model_section(self, events: FitTab, *, current: gr.State) -> None:
+        """/extract_mesh, /evaluate, /remesh_checkpoint and /evaluate_checkpoint, into this tab's results."""
+        r = self.results
+        r.model.bind(events, surface=r.surface, downloads=r.downloads, status=r.status, metrics=r.metrics,
+                     show_cloud=r.show_cloud, current=current)

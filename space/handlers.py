@@ -1,7 +1,7 @@
-"""The app's event functions, one class per tab (space.fit_tab, compare_tab, model_tab, hub_tab,
-inputs), joined here into the one object the UI wires. Each public method is an API endpoint:
-typed, with its docstring as the endpoint's documentation. Validation comes first; work happens in
-the session's own folder.
+"""The app's event functions, one class per tab (diffcd_space.fit_tab with its cloud inputs
+and re-mesh section, compare_tab, hub_tab), joined here into the one object the tabs bind. Each
+public method is an API endpoint: typed, with its docstring as the endpoint's documentation.
+Validation comes first; work happens in the session's own folder.
 
 The session's current model (the last fit or pull) lives in a gr.State, a small dict of paths:
     {"model_dir", "mesh", "cloud", "gt_mesh", "label", "units"}
@@ -15,14 +15,12 @@ import gradio as gr
 
 from diffcd_space.compare_tab import MAX_VIEWERS, CompareTab
 from diffcd_space.hub_tab import HubTab
-from diffcd_space.inputs import CloudInputs
-from diffcd_space.model_tab import ModelTab
 from diffcd_space.outputs import metrics_table
 
 __all__ = ["Handlers", "MAX_VIEWERS"]
 
 
-class Handlers(CloudInputs, CompareTab, ModelTab, HubTab):
+class Handlers(CompareTab, HubTab):
     """Every event function of the app, bound to its settings (presets, session store, Hub endpoint)."""
 
     metrics_table = staticmethod(metrics_table)

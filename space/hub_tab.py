@@ -1,7 +1,13 @@
-"""The Hub tab: list, pull (and mesh) and push diffcd checkpoints."""
+"""The Hub tab: list, pull (and mesh) and push diffcd checkpoints.
+
+`HubTab` holds the events (/list_checkpoints, /pull_checkpoint, /push_checkpoint); `HubView` lays
+the tab out and binds them, with the featured checkpoints listed when a page opens.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import shutil
 from pathlib import Path
 
@@ -11,8 +17,15 @@ import pandas as pd
 from diffcd import DiffCDError
 from diffcd_space.context import AppContext
 from diffcd_space.errors import catch_all
+from diffcd_space.events import CHECK, COMPUTE, INSTANT
+from diffcd_space.featured import FeaturedCheckpoints, page_load, row_repo
 from diffcd_space.outputs import checkpoint_zip, error_message, mesh_files, number, plain_markdown
-from diffcd_space.validation import check_repo_id, check_resolution
+from diffcd_space.validation import MAX_RESOLUTION, MIN_RESOLUTION, check_repo_id, check_resolution
+
+
+def on_space_with_oauth() -> bool:
+    """A Space with "Sign in with Hugging Face" (hf_oauth in its README): offer the login button."""
+    return bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"))
 
 
 class HubTab(AppContext):
@@ -182,3 +195,86 @@ class HubTab(AppContext):
                   f"`{result.commit_sha[:12]}` ({', '.join(result.files)}).")
         return result.commit_url, status
 
+
+@dataclasses.dataclass(frozen=True)
+class HubView:
+    """The Hub tab: list and pull on the left, then push; the pulled surface on the right."""
+
+    author: gr.Textbox
+    search: gr.Textbox
+    list_button: gr.Button
+    table: gr.Dataframe
+    featured_note: gr.Markdown
+    pick: gr.Dropdown
+    repo: gr.Textbox
+    revision: gr.Textbox
+    resolution: gr.Slider
+    pull_button: gr.Button
+    push_repo: gr.Textbox
+    token: gr.Textbox
+    private: gr.Checkbox
+    include_cloud: gr.Checkbox
+    push_button: gr.Button
+    commit_url: gr.Textbox
+    status: gr.Markdown
+    view: gr.Model3D
+    info: gr.Markdown
+    downloads: gr.File
+
+    @classmethod
+    def layout(cls, *, gpu: bool) -> HubView:
+        with gr.Tab("Hub", id="hub"):
+            with gr.Row():
+                with gr.Column(scale=1, min_width=340):
+                    gr.Markdown("### Pull a published checkpoint")
+                    with gr.Row():
+                        author = gr.Textbox(label="Author (optional)", scale=1)
+                        search = gr.Textbox(label="Search (optional)", scale=1)
+                    list_button = gr.Button("List published diffcd checkpoints")
+                    table = gr.Dataframe(label="Published checkpoints", interactive=False, elem_id="hub-checkpoints")
+                    featured_note = gr.Markdown("", elem_id="hub-featured-note")
+                    pick = gr.Dropdown([], label="Pick one", elem_id="hub-pick")
+                    repo = gr.Textbox(label="Repo id", placeholder="namespace/name", elem_id="hub-repo")
+                    with gr.Row():
+                        revision = gr.Textbox(label="Revision (branch, tag or sha; empty: main)")
+                        resolution = gr.Slider(MIN_RESOLUTION, MAX_RESOLUTION, value=256 if gpu else 128, step=8,
+                                               label="Mesh resolution")
+                    pull_button = gr.Button("Pull and mesh", variant="primary", elem_id="hub-pull")
+                    gr.Markdown("### Push the current model (your last fit or pull)")
+                    push_repo = gr.Textbox(label="Your repo id", placeholder="your-name/torus-diffcd",
+                                           elem_id="hub-push-repo")
+                    token = gr.Textbox(label="Access token (write access for pushing; never stored)", type="password",
+                                       placeholder="hf_…", elem_id="hub-token")
+                    if on_space_with_oauth():
+                        gr.LoginButton()
+                    with gr.Row():
+                        private = gr.Checkbox(False, label="Private repo")
+                        include_cloud = gr.Checkbox(False, label="Include the input cloud (≤ 20k points)")
+                    push_button = gr.Button("Push", elem_id="hub-push")
+                    commit_url = gr.Textbox(label="Commit URL", interactive=False, elem_id="hub-commit-url")
+                with gr.Column(scale=2):
+                    status = gr.Markdown("", elem_id="hub-status")
+                    view = gr.Model3D(label="Pulled surface", height=420, interactive=False, elem_id="hub-view")
+                    info = gr.Markdown("")
+                    downloads = gr.File(label="Downloads", file_count="multiple", interactive=False)
+        return cls(author, search, list_button, table, featured_note, pick, repo, revision, resolution, pull_button,
+                   push_repo, token, private, include_cloud, push_button, commit_url, status, view, info, downloads)
+
+    def bind(self, events: HubTab, *, current: gr.State, demo: gr.Blocks) -> None:
+        """/list_checkpoints, /pull_checkpoint and /push_checkpoint; picking a listed repo (from the
+        dropdown or a row of the table) fills in the repo id; the featured list when a page opens."""
+        self.list_button.click(events.list_checkpoints, [self.author, self.search], [self.table],
+                               api_name="list_checkpoints", concurrency_limit=4) \
+            .success(events.checkpoint_choices, [self.table], [self.pick], **INSTANT)
+        self.pick.input(lambda repo: repo, [self.pick], [self.repo], **INSTANT)
+        featured = FeaturedCheckpoints(lambda author: events.list_checkpoints(author, ""))
+        demo.load(page_load(featured), None, [self.table, self.pick, self.repo, self.featured_note], **INSTANT)
+        self.table.select(row_repo, [self.table], [self.repo, self.pick], **INSTANT)
+        self.pull_button.click(events.check_pull, [self.repo, self.revision, self.resolution], None, **CHECK) \
+            .success(events.pull_checkpoint, [self.repo, self.revision, self.resolution, self.token, current],
+                     [self.view, self.info, self.downloads, self.status, current], api_name="pull_checkpoint",
+                     **COMPUTE)
+        push_inputs = [self.push_repo, self.token, self.private, self.include_cloud, current]
+        self.push_button.click(events.check_push, push_inputs, None, **CHECK) \
+            .success(events.push_checkpoint, push_inputs, [self.commit_url, self.status],
+                     api_name="push_checkpoint", concurrency_limit=2)

@@ -1,7 +1,9 @@
-"""The cloud inputs of the Fit and Compare tabs: built-in examples and uploads, shown in 3D before fitting."""
+"""The cloud inputs of the Fit and Compare tabs: built-in examples and uploads, shown in 3D before
+fitting. `CloudInputs` holds their events; `CloudPicker` lays the fields out and binds them."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -10,9 +12,13 @@ import gradio as gr
 
 from diffcd_space import viewer
 from diffcd_space.context import AppContext
-from diffcd_space.sessions import SHARED_FOLDER
 from diffcd_space.errors import catch_all
+from diffcd_space.examples import Example
+from diffcd_space.remote import BoundedFile  # a gr.File whose URL inputs are bounded (MCP, API)
+from diffcd_space.sessions import SHARED_FOLDER
 from diffcd_space.validation import LoadedCloud, file_path
+
+CLOUD_FILE_TYPES = [".npy", ".npz", ".xyz", ".txt", ".pts", ".ply", ".obj", ".off", ".stl"]
 
 
 _EXAMPLES_LOCK = threading.Lock()
@@ -88,3 +94,41 @@ class CloudInputs(AppContext):
 
     def clear_preview(self) -> tuple[None, str]:
         return None, ""
+
+
+@dataclasses.dataclass(frozen=True)
+class CloudPicker:
+    """The example picker, the upload field and the 3D preview of the chosen cloud."""
+
+    upload: BoundedFile
+    example: gr.Dropdown
+    preview: gr.Model3D
+    info: gr.Markdown
+
+    @classmethod
+    def layout(cls, inputs: CloudInputs, prefix: str, examples: list[Example],
+               default_example: str | None) -> CloudPicker:
+        """The fields, with the default example shown; `prefix` starts their elem_ids ("fit", "compare")."""
+        example_choices = [(e.label, e.id) for e in examples]
+        preview_value, info_value = (inputs.example_preview(default_example) if default_example else (None, ""))
+        example = gr.Dropdown(example_choices, value=default_example, label="Example cloud",
+                              info="Built-in clouds with ground-truth meshes.", elem_id=f"{prefix}-example")
+        upload = BoundedFile(label="…or upload a point cloud", file_types=CLOUD_FILE_TYPES,
+                             type="filepath", height=110, elem_id=f"{prefix}-upload")
+        preview = gr.Model3D(value=preview_value, label="Input cloud", height=280, interactive=False,
+                             elem_id=f"{prefix}-cloud-view")
+        info = gr.Markdown(info_value, elem_id=f"{prefix}-cloud-info")
+        return cls(upload=upload, example=example, preview=preview, info=info)
+
+    def bind(self, inputs: CloudInputs, *, public: bool) -> None:
+        """Show a picked example or an upload; one clears the other. `public`: the events are the
+        /load_example and /preview_cloud endpoints (the Fit tab's; the Compare tab's are private)."""
+        api = {"api_visibility": "public" if public else "private"}
+        self.example.input(inputs.load_example, [self.example], [self.preview, self.info],
+                           api_name="load_example" if public else None, concurrency_limit=4, **api) \
+            .success(lambda: None, None, [self.upload], api_visibility="private", queue=False)
+        self.upload.upload(inputs.preview_cloud, [self.upload], [self.preview, self.info],
+                           api_name="preview_cloud" if public else None, concurrency_limit=4, **api) \
+            .success(lambda: None, None, [self.example], api_visibility="private", queue=False)
+        self.upload.clear(inputs.clear_preview, None, [self.preview, self.info], api_visibility="private",
+                          queue=False)

@@ -2,10 +2,13 @@
 
 /remesh_checkpoint and /evaluate_checkpoint need no session: the checkpoint zip that /fit
 and /pull_checkpoint return comes back as an upload or a URL (what MCP callers can do).
+`ModelTab` holds the events; `ModelSection` is their part of the Fit tab (an accordion under the
+results), laid out and bound here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -16,11 +19,16 @@ import trimesh
 
 from diffcd import DiffCDError, load_mesh, load_sdf
 from diffcd.metrics import cloud_surface_distances, evaluate_mesh
+from diffcd_space import overlay
 from diffcd_space.checkpoint_upload import unpack_checkpoint
 from diffcd_space.context import AppContext
 from diffcd_space.errors import catch_all
+from diffcd_space.events import CHECK, COMPUTE
 from diffcd_space.outputs import mesh_files, metrics_table
-from diffcd_space.validation import check_resolution
+from diffcd_space.remote import BoundedFile
+from diffcd_space.validation import MAX_RESOLUTION, MIN_RESOLUTION, check_resolution
+
+MESH_FILE_TYPES = [".ply", ".obj", ".off", ".stl", ".glb"]
 
 
 class ModelTab(AppContext):
@@ -196,3 +204,53 @@ class ModelTab(AppContext):
         except DiffCDError as error:
             raise gr.Error(str(error), title="Cannot evaluate this checkpoint") from None
         return metrics_table(summary)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    """The Fit tab's "Re-mesh or evaluate" accordion: the current model, or a checkpoint zip."""
+
+    resolution: gr.Slider
+    remesh_button: gr.Button
+    ground_truth: BoundedFile
+    evaluate_button: gr.Button
+    checkpoint: BoundedFile
+    remesh_checkpoint_button: gr.Button
+    evaluate_checkpoint_button: gr.Button
+
+    @classmethod
+    def layout(cls) -> ModelSection:
+        with gr.Accordion("Re-mesh or evaluate the current model", open=False):
+            with gr.Row():
+                resolution = gr.Slider(MIN_RESOLUTION, MAX_RESOLUTION, value=128, step=8, label="Mesh resolution")
+                remesh_button = gr.Button("Extract mesh")
+            with gr.Row():
+                ground_truth = BoundedFile(label="Ground-truth mesh (optional for examples)",
+                                           file_types=MESH_FILE_TYPES, type="filepath", height=110)
+                evaluate_button = gr.Button("Evaluate")
+            gr.Markdown("…or mesh and score a checkpoint zip (a *-checkpoint.zip download) "
+                        "instead of the current model:")
+            with gr.Row():
+                checkpoint = BoundedFile(label="Checkpoint zip", file_types=[".zip"], type="filepath", height=110,
+                                         elem_id="fit-checkpoint-upload")
+                with gr.Column(min_width=160):
+                    remesh_checkpoint_button = gr.Button("Mesh the checkpoint")
+                    evaluate_checkpoint_button = gr.Button("Evaluate the checkpoint")
+        return cls(resolution, remesh_button, ground_truth, evaluate_button, checkpoint, remesh_checkpoint_button,
+                   evaluate_checkpoint_button)
+
+    def bind(self, events: ModelTab, *, surface, downloads, status, metrics, show_cloud, current) -> None:
+        """/extract_mesh, /evaluate, /remesh_checkpoint and /evaluate_checkpoint, shown in the Fit
+        tab's viewer (`surface`), downloads, status line and metrics table."""
+        self.remesh_button.click(events.check_extract, [self.resolution, current], None, **CHECK) \
+            .success(events.extract_mesh, [self.resolution, current], [surface, downloads, status, current],
+                     api_name="extract_mesh", **COMPUTE) \
+            .success(overlay.after_result, [show_cloud, current], [surface], api_visibility="private")
+        self.evaluate_button.click(events.evaluate, [self.ground_truth, current], [metrics], api_name="evaluate",
+                                   concurrency_limit=2)
+        # The same on a checkpoint zip (upload or URL): no session model, so MCP callers can use them.
+        self.remesh_checkpoint_button.click(events.remesh_checkpoint, [self.checkpoint, self.resolution],
+                                            [surface, downloads, status], api_name="remesh_checkpoint", **COMPUTE)
+        self.evaluate_checkpoint_button.click(events.evaluate_checkpoint,
+                                              [self.checkpoint, self.ground_truth, self.resolution], [metrics],
+                                              api_name="evaluate_checkpoint", **COMPUTE)

@@ -101,3 +101,8 @@ def default_preset_name(presets: dict[str, AppPreset], gpu: bool) -> str:
         if name in presets:
             return name
     return next(iter(presets))
+
+
+def preset_choices(presets: dict[str, AppPreset]) -> list[tuple[str, str]]:
+    """(label, name) of each preset, for a dropdown: the name and what the preset amounts to."""
+    return [(f"{p.name} — {p.summary()}", name) for name, p in presets.items()]
