@@ -20,8 +20,13 @@ def _fit(args: argparse.Namespace) -> int:
 
     from diffcd import checkpoint, io, runs
     from diffcd.fit import Fitter
+    from diffcd.methods import is_reconstructor
     from diffcd.presets import make_config
 
+    if is_reconstructor(args.method):
+        return _reconstruct(args)
+    if args.depth is not None or args.trim_quantile is not None:
+        raise DiffCDError("--depth and --trim-quantile are settings of --method poisson.")
     run_dir = runs.check_output_folder(args.out, overwrite=args.overwrite)
     overrides = {}
     if args.eikonal_weight is not None:
@@ -33,11 +38,7 @@ def _fit(args: argparse.Namespace) -> int:
         resolution=args.resolution, method_overrides=overrides or None, noise=args.noise,
     )
     gt_mesh = io.load_mesh(args.gt_mesh) if args.gt_mesh else None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", io.DiffCDWarning)
-        cloud = io.load_point_cloud(args.cloud, max_points=args.max_points, seed=args.seed)
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+    cloud = _load_cloud(args)
     setup_start = time.perf_counter()
     fitter = Fitter(cloud, config, progress=None if args.quiet else lambda stage: print(
         f"preparing ({time.perf_counter() - setup_start:.0f} s): {stage}", file=sys.stderr, flush=True))
@@ -73,6 +74,49 @@ def _fit(args: argparse.Namespace) -> int:
     return 0 if summary.get("surface_found") else 1
 
 
+def _load_cloud(args: argparse.Namespace):
+    from diffcd import io
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", io.DiffCDWarning)
+        cloud = io.load_point_cloud(args.cloud, max_points=args.max_points, seed=args.seed)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    return cloud
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    """`fit --method poisson`: a classical reconstructor writes the same run folder, without a network."""
+    from diffcd import io, runs
+    from diffcd.methods import RECONSTRUCTORS
+
+    spec = RECONSTRUCTORS[args.method]
+    given = [flag for flag, value in (("--steps", args.steps), ("--resume", args.resume),
+                                      ("--eikonal-weight", args.eikonal_weight), ("--area-weight", args.area_weight),
+                                      ("--resolution", args.resolution))
+             if value is not None] + (["--noise"] if args.noise != "none" else [])
+    if given:
+        raise DiffCDError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to "
+                          f"{spec.title}, which trains no network; leave {'it' if len(given) == 1 else 'them'} out.")
+    overrides = {k: v for k, v in (("depth", args.depth), ("trim_quantile", args.trim_quantile)) if v is not None}
+    config = spec.config_type(**overrides)
+    run_dir = runs.check_output_folder(args.out, overwrite=args.overwrite)
+    gt_mesh = io.load_mesh(args.gt_mesh) if args.gt_mesh else None
+    cloud = _load_cloud(args)
+    print(f"reconstructing {len(cloud.points):,} points with {spec.title} -> {run_dir}", file=sys.stderr)
+    result = spec.reconstruct(cloud, config=config, progress=None if args.quiet else lambda stage: print(
+        f"{spec.title}: {stage}", file=sys.stderr, flush=True))
+    summary = runs.write_mesh_run(
+        run_dir, result.mesh, result.summary, cloud_points=cloud.points, gt_mesh=gt_mesh,
+        metadata={"source": Path(args.cloud).name},
+    )
+    print(f"{spec.title} at depth {summary[args.method]['depth']}: normals {summary['normals_seconds']:.1f} s "
+          f"({summary['normals']}), solve {summary['solve_seconds']:.1f} s, trim {summary['trim_seconds']:.1f} s; "
+          f"{summary['fit_seconds']:.1f} s in all")
+    _report_mesh(summary)
+    return 0
+
+
 def _report(summary: dict) -> None:
     print(f"{summary['steps']} steps, {summary['steps_per_second']:.1f} steps/s "
           f"(compile {summary['compile_seconds']:.1f} s, seed meshes {summary['seed_mesh_seconds']:.1f} s), "
@@ -80,8 +124,13 @@ def _report(summary: dict) -> None:
     if not summary.get("surface_found"):
         print(f"error: {summary.get('mesh_error')}", file=sys.stderr)
         return
-    print(f"mesh: {summary['mesh_vertices']:,} vertices, {summary['mesh_faces']:,} faces "
-          f"at {summary['mesh_resolution']}³ ({summary['mesh_seconds']:.1f} s)")
+    _report_mesh(summary)
+
+
+def _report_mesh(summary: dict) -> None:
+    where = (f" at {summary['mesh_resolution']}³ ({summary['mesh_seconds']:.1f} s)"
+             if "mesh_resolution" in summary else "")
+    print(f"mesh: {summary['mesh_vertices']:,} vertices, {summary['mesh_faces']:,} faces{where}")
     for name, values in (("cloud <-> surface", summary.get("cloud_distances")), ("vs ground truth", summary.get("eval"))):
         if values:
             print(f"{name}: " + ", ".join(f"{k}={v:.5g}" for k, v in values.items()))
@@ -89,10 +138,13 @@ def _report(summary: dict) -> None:
 
 def _mesh(args: argparse.Namespace) -> int:
     from diffcd.export import load_sdf
+    from diffcd.runs import network_absent_reason
 
     if not Path(args.checkpoint).exists():
         raise DiffCDError(f"{args.checkpoint} does not exist: pass a run folder (python -m diffcd fit --out ...) "
                           "or an export folder.")
+    if reason := network_absent_reason(args.checkpoint):
+        raise DiffCDError(reason)
     fitted = load_sdf(args.checkpoint)
     mesh = fitted.extract_mesh(args.resolution)
     out = Path(args.out) if args.out else Path(args.checkpoint) / f"mesh_{args.resolution}.ply"
@@ -107,7 +159,14 @@ def _mesh(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from diffcd import io, metrics
 
+    from diffcd.runs import network_absent_reason
+
     estimate = Path(args.mesh)
+    if estimate.is_dir() and network_absent_reason(estimate):
+        estimate = estimate / "mesh.ply"  # a run without a network: its mesh is the result
+        print(f"scoring {estimate} (the run has no network to re-mesh)", file=sys.stderr)
+        if args.resolution:
+            raise DiffCDError("--resolution applies only to a run or export folder with a network.")
     if estimate.is_dir():
         # A run or export folder: mesh its SDF the way the protocol says.
         from diffcd.export import load_sdf
@@ -140,13 +199,14 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from diffcd.methods import METHODS
+    from diffcd.methods import ALL_METHODS
     from diffcd.metrics import PROTOCOLS
     from diffcd.presets import DEFAULT_PRESET, NOISE_SETTINGS, PRESETS
 
     parser = argparse.ArgumentParser(
         prog="python -m diffcd",
-        description="Fit neural implicit surfaces to point clouds (DiffCD, IGR, Neural-Pull, SIREN).",
+        description="Fit neural implicit surfaces to point clouds (DiffCD, IGR, Neural-Pull, SIREN), "
+                    "or reconstruct a mesh with Screened Poisson.",
         epilog=f"example: {FIT_EXAMPLE}",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -157,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "a mesh file is sampled on its surface)")
     fit.add_argument("--out", required=True, help="run folder to write (mesh.ply, mesh.glb, "
                      "model.safetensors, config.json, checkpoint/, metrics.csv, summary.json, ...)")
-    fit.add_argument("--method", default="diffcd", choices=list(METHODS),
-                     help="loss: " + "; ".join(f"{m.name}: {m.summary}" for m in METHODS.values()))
+    fit.add_argument("--method", default="diffcd", choices=list(ALL_METHODS),
+                     help="method: " + "; ".join(f"{m.name}: {m.summary}" for m in ALL_METHODS.values()))
     fit.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
                      help="sizes: " + "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
     fit.add_argument("--steps", type=int, help="training steps (default: the preset's)")
@@ -172,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--eikonal-weight", type=float, help="λ of the eikonal term (paper: 0.1; "
                      "overrides --noise)")
     fit.add_argument("--area-weight", type=float, help="μ of the area term (SIREN: 0.033 or 0.33)")
+    fit.add_argument("--depth", type=int, help="poisson: octree depth (default: from the point count, "
+                     "8 for 16k-65k points)")
+    fit.add_argument("--trim-quantile", type=float, help="poisson: fraction of the lowest-density vertices "
+                     "removed (default 0.02)")
     fit.add_argument("--max-points", type=int, default=1_000_000, help="downsample larger clouds to this many points")
     fit.add_argument("--resume", help="an earlier run's checkpoint/ folder to continue from")
     fit.add_argument("--overwrite", action="store_true", help="replace the files of an existing run folder")

@@ -1,7 +1,10 @@
-"""The method registry: one entry per fitting method (config dataclass + data set-up + loss).
+"""The method registries: the losses that train a network, and the classical reconstructors.
 
-Adding a method is one `MethodSpec` in `METHODS`; the fit loop, CLI, app and benchmarks read the
-registry. A method whose data follows the fit (DiffCD's surface seeds) declares a `DataRefresh`
+`METHODS` holds one `MethodSpec` per loss (config dataclass + data set-up + loss); the training
+engine (diffcd.fit, diffcd.batch) reads only it. `RECONSTRUCTORS` holds the methods that turn a
+cloud into a mesh without a network (Screened Poisson). `ALL_METHODS` is both, in the order a
+chooser lists them: the CLI, the app, the API and the benchmarks offer its names and ask
+`is_reconstructor` which path to take. Adding a method is one entry in one of the two. A method whose data follows the fit (DiffCD's surface seeds) declares a `DataRefresh`
 hook, which the fit loop runs on its schedule. Defaults are the paper's (method.md §4).
 """
 
@@ -14,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffcd import losses, meshing, nearest, sampling
+from diffcd import losses, meshing, nearest, poisson, sampling
 from diffcd.errors import MeshError, NoSurfaceError
 from diffcd.metrics import sample_triangles
 
@@ -358,15 +361,61 @@ METHODS: dict[str, MethodSpec] = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class ReconstructorSpec:
+    """A classical method: a cloud in, a mesh out, with no network, loss or training steps."""
+
+    name: str
+    title: str
+    summary: str
+    config_type: type
+    reconstruct: Callable[..., Any]
+    """(points, normals=None, config, *, bounds..., should_stop=None, progress=None) -> a result
+    with `.mesh` (input coordinates) and `.summary` (see diffcd.poisson.reconstruct)."""
+
+
+RECONSTRUCTORS: dict[str, ReconstructorSpec] = {
+    "poisson": ReconstructorSpec(
+        name="poisson",
+        title="Screened Poisson",
+        summary="Classical (Kazhdan & Hoppe 2013, Open3D): a mesh in seconds, no network to export.",
+        config_type=poisson.PoissonConfig,
+        reconstruct=poisson.reconstruct,
+    ),
+}
+
+ALL_METHODS: dict[str, MethodSpec | ReconstructorSpec] = {**METHODS, **RECONSTRUCTORS}
+"""Every method a user can choose, by name: what method choosers list (title, summary)."""
+
+
+def is_reconstructor(name: str) -> bool:
+    """Whether `name` is a classical reconstructor (no network) rather than a training loss."""
+    return name in RECONSTRUCTORS
+
+
 def get_method(name: str) -> MethodSpec:
+    """The training method (loss) called `name`; ConfigError for a reconstructor or unknown name."""
     from diffcd.errors import ConfigError
 
     try:
         return METHODS[name]
     except KeyError:
+        if name in RECONSTRUCTORS:
+            raise ConfigError(f"{RECONSTRUCTORS[name].title} ({name!r}) is not trained: it has no loss, "
+                              "network or training steps; run it with diffcd.poisson.reconstruct.") from None
         raise ConfigError(
-            f"Unknown method {name!r}; choose one of {', '.join(METHODS)}."
+            f"Unknown method {name!r}; choose one of {', '.join(ALL_METHODS)}."
         ) from None
+
+
+def get_any_method(name: str) -> MethodSpec | ReconstructorSpec:
+    """Any method a user can choose (ALL_METHODS) by name; ConfigError for an unknown name."""
+    from diffcd.errors import ConfigError
+
+    try:
+        return ALL_METHODS[name]
+    except KeyError:
+        raise ConfigError(f"Unknown method {name!r}; choose one of {', '.join(ALL_METHODS)}.") from None
 
 
 def traced_weights(config: Any) -> dict[str, float]:

@@ -11,6 +11,10 @@
     eval.json               metrics against a ground-truth mesh (only when one is given)
     cloud.npy               the input cloud, subsampled to at most 20,000 points (given the cloud)
 
+A Screened Poisson run (diffcd.poisson, `write_mesh_run`) has no network: mesh.ply, mesh.glb,
+summary.json (with the seconds of normals, solve and trim), cloud_distances.json, eval.json and
+cloud.npy only. `network_absent_reason` says so in a sentence to whoever asks for its network.
+
 A run is written into a temporary sibling folder and moved into place at the end, so an
 interrupted write never leaves partial files over an earlier run.
 """
@@ -115,6 +119,53 @@ def write_run(
     return summary
 
 
+def write_mesh_run(
+    run_dir: str | os.PathLike,
+    mesh: trimesh.Trimesh,
+    summary: dict[str, Any],
+    *,
+    cloud_points: np.ndarray | None = None,
+    gt_mesh: trimesh.Trimesh | None = None,
+    fscore_threshold: float | None = None,
+    metadata: dict[str, Any] | None = None,
+    eval_samples: int = 30_000,
+) -> dict[str, Any]:
+    """Evaluate and save a mesh made without a network (a reconstructor's) into run_dir, atomically.
+
+    `summary` is the reconstructor's (it names the method); the mesh facts, metrics and
+    `metadata` are added. Returns the summary (also written to summary.json).
+    """
+    run_dir = Path(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.partial-"))
+    try:
+        summary = {**summary, "steps": 0, "steps_per_second": 0.0, "surface_found": True,
+                   **({"metadata": metadata} if metadata else {})}
+        summary.update(_write_mesh_files(staging, mesh, cloud_points, gt_mesh, fscore_threshold, eval_samples))
+        if cloud_points is not None:
+            np.save(staging / CLOUD_FILE, subsample(cloud_points, CLOUD_PREVIEW_POINTS))
+        write_json(staging / SUMMARY_FILE, summary)
+        _replace_folder(staging, run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return summary
+
+
+def network_absent_reason(folder: str | os.PathLike) -> str | None:
+    """A sentence when `folder` is a run of a method without a network (Screened Poisson), else None."""
+    from diffcd.methods import RECONSTRUCTORS
+
+    try:
+        method = read_summary(folder).get("method")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if method not in RECONSTRUCTORS:
+        return None
+    return (f"{folder} is a {RECONSTRUCTORS[method].title} run: it has a mesh (mesh.ply, mesh.glb) but no "
+            "network, so there is no checkpoint to export, push or re-mesh; share its mesh instead.")
+
+
 def subsample(points: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     """At most `count` of the points, chosen at random but reproducibly."""
     points = np.asarray(points, np.float32)
@@ -137,12 +188,14 @@ def _write_mesh_and_metrics(folder, result, resolution, cloud_points, gt_mesh, t
     except NoSurfaceError as error:
         info.update(surface_found=False, mesh_error=str(error))
         return info
-    info.update(
-        surface_found=True,
-        mesh_seconds=round(time.perf_counter() - start, 4),
-        mesh_vertices=int(len(mesh.vertices)),
-        mesh_faces=int(len(mesh.faces)),
-    )
+    info.update(surface_found=True, mesh_seconds=round(time.perf_counter() - start, 4))
+    info.update(_write_mesh_files(folder, mesh, cloud_points, gt_mesh, threshold, samples))
+    return info
+
+
+def _write_mesh_files(folder, mesh, cloud_points, gt_mesh, threshold, samples) -> dict[str, Any]:
+    """mesh.ply, mesh.glb and the metrics (cloud distances; eval given a ground truth)."""
+    info: dict[str, Any] = {"mesh_vertices": int(len(mesh.vertices)), "mesh_faces": int(len(mesh.faces))}
     mesh.export(folder / "mesh.ply")
     mesh.export(folder / "mesh.glb")
     if cloud_points is not None:

@@ -38,10 +38,14 @@ class PushResult:
 
 
 def _source_folder(source: str | os.PathLike) -> Path:
+    from diffcd.runs import network_absent_reason
+
     path = Path(source)
     folder = path.parent if path.name == CONFIG_FILE else path
     if not folder.is_dir():
         raise HubError(f"{source} does not exist: pass a run folder or an export folder.")
+    if reason := network_absent_reason(folder):  # a Screened Poisson run: a mesh, no network
+        raise NotACheckpointError(reason)
     if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise NotACheckpointError(
             f"{folder} is not a diffcd run or export folder: it needs {CONFIG_FILE} and {WEIGHTS_FILE}.")
