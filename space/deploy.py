@@ -4,8 +4,9 @@
 
 writes OUT_DIR, a folder that is the Space: app.py, the packages under their import names
 (diffcd/, diffcd_hub/ from hub/, diffcd_space/ from space/, as pyproject.toml's package-dir maps
-them), the built-in examples, README.md (its YAML header is the Space's configuration) and a
-requirements.txt: pyproject.toml's dependencies with jax[cuda12] in place of jax. A Space installs
+them), the built-in examples, docs/ (the README's pictures and the pages it links), README.md
+(its YAML header is the Space's configuration) and a requirements.txt: pyproject.toml's
+dependencies with jax[cuda12] in place of jax. A Space installs
 that requirements.txt before its files are copied in, so it cannot install the project itself;
 app.py imports the packages from the Space's root instead. With --push it also creates the Space
 (Gradio SDK) if needed and uploads the folder in one commit (HF_ENDPOINT chooses the Hub, as for
@@ -25,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
 FILES = ("app.py", "README.md", "LICENSE")
 EXAMPLES = "examples"
+DOCS = "docs"
+"""The README's pictures (docs/images/) and the pages it links, so that both work on the Space's page."""
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.partial", "*.pyi")
 CPU_JAX = re.compile(r"^jax\s*(?=[<>=!~;]|$)")
 
@@ -78,6 +81,7 @@ def write_space(out: str | os.PathLike, *, hardware: str | None = None, overwrit
     for package, folder in packages().items():
         shutil.copytree(ROOT / folder, out / package, ignore=IGNORED)
     shutil.copytree(ROOT / EXAMPLES, out / EXAMPLES, ignore=IGNORED)
+    shutil.copytree(ROOT / DOCS, out / DOCS, ignore=IGNORED)
     (out / "requirements.txt").write_text(space_requirements(), encoding="utf-8")
     return out
 

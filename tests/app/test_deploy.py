@@ -4,6 +4,7 @@ app.py imports the packages from the folder itself, pushed in one commit."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -29,6 +30,8 @@ def test_the_space_folder_has_the_cuda_requirements_and_everything_the_app_needs
     readme = (out / "README.md").read_text()
     assert readme.startswith("---\n") and "sdk: gradio" in readme and "suggested_hardware: a10g-small" in readme
     assert (out / "app.py").is_file() and (out / "examples" / "index.json").is_file()
+    images = re.findall(r"\]\((docs/images/[^)]+)\)", readme)  # the README's pictures show on the Space too
+    assert images and all((out / image).is_file() for image in images)
     assert (out / "diffcd_space" / "ui.py").is_file() and (out / "diffcd_hub" / "pull.py").is_file()
     assert (out / "diffcd" / "__init__.py").is_file() and not (out / "space").exists() and not (out / "hub").exists()
     assert not list(out.rglob("__pycache__")) and not (out / "tests").exists()
