@@ -44,6 +44,15 @@ class Mutation:
 
 M = Mutation
 MUTATIONS: list[Mutation] = [
+    # --- Screened Poisson's child process (diffcd/poisson.py, diffcd/_poisson_worker.py) --------
+    M("poisson-memory-unbounded", "diffcd/_poisson_worker.py",
+      (("    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))", "    pass"),),
+      ("tests/test_poisson.py", "-k", "memory"),
+      "one visitor's deep octree takes the server's memory"),
+    M("poisson-mesh-inward", "diffcd/_poisson_worker.py",
+      (("    return faces if volume >= 0 else", "    return faces if volume < 0 else"),),
+      ("tests/test_poisson.py", "-k", "analytic"),
+      "Screened Poisson meshes face inward: dark in viewers, a normal angle of 180° in every table"),
     # --- the rows of issue 9's table --------------------------------------------------------
     M("diffcd-surface-term-no-gradient", "diffcd/*.py",
       (("surface_values, surface, surface_gradients, mean_distance_to_cloud",
