@@ -128,13 +128,13 @@ class Limits:
 
     def pull_limits(self):
         """These bounds as hub.PullLimits: file sizes from the Hub's listing, before downloading."""
-        from hub import PullLimits
+        from diffcd_hub import PullLimits
 
         return PullLimits(network=self.network_limits(), max_pull_bytes=self.max_pull_bytes)
 
     def list_limits(self):
         """These bounds as hub.ListLimits: repos per listing and bytes read per repo."""
-        from hub import ListLimits
+        from diffcd_hub import ListLimits
 
         return ListLimits(max_repos=self.max_listing_repos,
                           max_json_bytes=max(1, self.max_listing_bytes // max(1, self.max_listing_repos)))
