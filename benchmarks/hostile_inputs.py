@@ -207,6 +207,7 @@ def _glb_cases(size: int) -> dict[str, Callable[[], bytes]]:
             size - 200) % 3, index_type=5121),
         "triangle fan": lambda: glb_mesh(square, np.arange(size // 4) % 4, mode=6),
         "long line (JSON string)": lambda: glb({"asset": {"version": "2.0"}, "x": "a" * size}, b""),
+        "many JSON objects": lambda: glb({"asset": {"version": "2.0"}, "extras": [{"a": 0}] * (size // 10)}, b""),
         "nan/inf/1e38": lambda: glb_mesh(np.where(few[0] > 0.5, np.float32(3e38), few[0]), few[1]),
         "truncated": lambda: _glb_honest(size)[: int(size * 0.6)],
     }
@@ -371,6 +372,25 @@ def _zip(members: dict[str, bytes], compression=zipfile.ZIP_STORED) -> bytes:
     return out.getvalue()
 
 
+def _bomb_bytes(size: int) -> int:
+    """What a zip bomb unpacks to: 64 MB of zeros, about 1000 times its compressed size (the
+    readers refuse it by that ratio, whatever the total)."""
+    return 64 << 20
+
+
+def _zip_bomb(name: str, head: bytes, base: bytes = b"") -> bytes:
+    """`base` (a zip, or nothing) with a member `name`: `head` then zeros, deflated (streamed)."""
+    out = io.BytesIO(base)
+    out.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(out, "a" if base else "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open(name, "w", force_zip64=False) as member:
+            member.write(head)
+            zeros = bytes(1 << 24)
+            for _ in range(_bomb_bytes(0) // len(zeros)):
+                member.write(zeros)
+    return out.getvalue()
+
+
 def _many_members(size: int, content: bytes = b"") -> bytes:
     """A zip of as many tiny members as fit in `size` bytes (about 100 bytes each)."""
     members = {f"m{i}": content for i in range(max(2, size // 100))}
@@ -381,8 +401,7 @@ def _npz_cases(size: int) -> dict[str, Callable[[], bytes]]:
     count = max(60, size // 12)
     return {
         "honest": lambda: _npz(points=_cloud(count)),
-        "zip bomb": lambda: _zip({"points.npy": _npy(np.zeros((size * 300 // 12, 3), np.float32))},
-                                 zipfile.ZIP_DEFLATED),
+        "zip bomb": lambda: _zip_bomb("points.npy", _npy(np.zeros((_bomb_bytes(size) // 12, 3), np.float32))[:128]),
         "many members": lambda: _many_members(size, _npy(_cloud(60))[:0]),
         "nan/inf/1e38": lambda: _npz(points=np.where(_cloud(count) > 1, np.float32(3e38), np.nan)),
         "truncated": lambda: _npz(points=_cloud(count))[: int(size * 0.6)],
@@ -466,7 +485,7 @@ def _checkpoint_cases(size: int) -> dict[str, Callable[[], bytes]]:
         "nan/inf/1e38 (config.json)": lambda: _checkpoint_zip(_config(
             lambda c: _network(c, softplus_beta=float("nan"), init_radius=1e38))),
         "lying counts (safetensors header)": lambda: _checkpoint_zip(_header_lie(size), zipfile.ZIP_STORED),
-        "zip bomb": lambda: _checkpoint_zip({**_export(), "metrics.json": b"\0" * (size * 300)}),
+        "zip bomb": lambda: _zip_bomb("fit/metrics.json", b"", _checkpoint_zip(_export())),
         "many members": lambda: _many_members(size),
         "long line (member name)": lambda: _zip({"fit/" + "a" * min(size, 60000): b"", **{
             f"fit/{k}": v for k, v in _export().items()}}),

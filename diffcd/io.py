@@ -10,6 +10,12 @@ then what its headers declare (a .npy's shape and dtype, each .npz member's zip 
 A file beyond a bound raises ``InputLimitError`` (a ``LimitError`` and a ``PointCloudError`` or
 ``MeshError``) at once. This is distinct from ``max_points``, which only downsamples a large but
 sane cloud after it was read.
+
+Headers can lie, so what a reader will build is also counted from the bytes themselves before it
+parses (``diffcd.meshscan``): the corners of every polygon (fan triangulation makes n - 2
+triangles of one), the triangles, vertices, lines and values of a mesh file, the instances a GLB's
+scene makes, the numbers on each row of a text cloud. From those counts ``read_budget`` bounds the
+memory a read adds by the file's size, so that cost grows no faster than the file.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import numpy as np
 import trimesh
 
 from diffcd.errors import ConfigError, DiffCDWarning, LimitError, MeshError, PointCloudError
-from diffcd.meshscan import count_mesh, longest_row
+from diffcd.meshscan import GLB_MAX_JSON_BYTES, count_mesh, longest_row
 from diffcd.metrics import sample_triangles
 
 __all__ = [
@@ -585,6 +591,8 @@ def _glb_declared(data: bytes) -> tuple[int, float]:
     if len(data) < 20 or data[:4] != b"glTF":
         return 0, 0.0
     (length,) = struct.unpack("<I", data[12:16])
+    if length > GLB_MAX_JSON_BYTES:
+        return 0, 0.0  # _check_built refuses it before anything parses it
     try:
         import json
 
@@ -621,13 +629,14 @@ _MESH_READ_COST = {
     "ply-binary": (2.0, 0, 0, 280, 40),
     "stl": (4.0, 0, 0, 330, 60),
     "stl-binary": (1.0, 0, 0, 300, 0),
-    "glb": (1.0, 0, 0, 300, 60),
+    "glb": (1.0, 60, 0, 300, 60),
 }
 """Memory (bytes) that reading a mesh file adds per file byte, per value and per line of text, per
 triangle and per vertex it makes: the larger of load_mesh's and load_point_cloud's, measured with
 benchmarks/hostile_inputs.py on honest files and on dense hostile ones. trimesh's OFF reader
 holds every value as a Python string and its ASCII PLY reader every line as an array, hence
-their costs per value and per line; OFF's are doubled because its reader is also the slowest
+their costs per value and per line (a GLB's "values" are the bytes of its JSON chunk, parsed into
+Python objects); OFF's are doubled because its reader is also the slowest
 (about 0.5 s per MB), so that the OFF files accepted stay within the time bound too."""
 
 
@@ -638,6 +647,17 @@ def _read_cost(kind: str, size: int, counts) -> float:
             + per_vertex * counts.vertices)
 
 
+def _check_text(path: Path, data: bytes, error: type, kind: str) -> None:
+    """Refuse a text mesh format whose bytes are not UTF-8 text, checked a chunk at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for offset in range(0, len(data), 1 << 20):
+            decoder.decode(data[offset: offset + (1 << 20)], final=offset + (1 << 20) >= len(data))
+    except UnicodeDecodeError as cause:
+        raise error(f"{path.name}: not a valid {kind.upper()} file (it holds bytes that are not text, from byte "
+                    f"{offset + cause.start:,}); check that the file is not corrupted, or re-export it.") from cause
+
+
 def _check_built(path: Path, data: bytes, error: type, limits: InputLimits) -> None:
     """Refuse a mesh file whose bytes make more than the limits allow: a polygon with too many
     corners, or triangles and vertices whose reading would cost more memory than its size may."""
@@ -646,6 +666,8 @@ def _check_built(path: Path, data: bytes, error: type, limits: InputLimits) -> N
     if counts.problem:
         raise error(f"{path.name}: not a valid {kind.upper()} file ({counts.problem}); check that the file is "
                     "not corrupted, or re-export it.")
+    if kind != "glb" and not counts.binary:
+        _check_text(path, data, error, kind)
     if counts.corners > limits.max_face_corners:
         raise _limit_error(error)(
             f"{path.name}: has a polygon of {counts.corners:,} corners, more than the {limits.max_face_corners:,} "
@@ -658,9 +680,10 @@ def _check_built(path: Path, data: bytes, error: type, limits: InputLimits) -> N
     budget = read_budget(len(data), limits)
     if cost > budget:
         raise _limit_error(error)(
-            f"{path.name}: its {counts.triangles:,} triangles and {counts.vertices:,} vertices would take about "
-            f"{_size(cost)} of memory to read, more than the {_size(budget)} allowed for a {_size(len(data))} "
-            f"{kind.upper()} file; simplify the mesh, or save it as binary STL or OBJ, which read more lightly.")
+            f"{path.name}: reading it would take about {_size(cost)} of memory ({counts.triangles:,} triangles, "
+            f"{counts.vertices:,} vertices, {counts.lines:,} lines), more than the {_size(budget)} allowed for a "
+            f"{_size(len(data))} {kind.upper()} file; simplify the mesh, or save it as binary STL or OBJ, which "
+            "read more lightly.")
 
 
 def _load_trimesh(path: Path, error: type, *, process: bool, limits: InputLimits):

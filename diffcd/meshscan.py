@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-__all__ = ["MeshCounts", "line_tokens", "count_mesh", "longest_row"]
+__all__ = ["MeshCounts", "GLB_MAX_JSON_BYTES", "line_tokens", "count_mesh", "longest_row"]
 
 _CHUNK = 1 << 18
 """Bytes scanned at once: the scan's own arrays (a few per byte and per line) stay below about 10 MB."""
@@ -25,6 +25,9 @@ _SPACE = np.zeros(256, bool)
 _SPACE[[ord(c) for c in " \t\r\f\v"]] = True
 _SEPARATORS = _SPACE.copy()
 _SEPARATORS[[ord(c) for c in ",;"]] = True
+GLB_MAX_JSON_BYTES = 1 << 19
+"""Largest JSON chunk of a GLB read: parsed into Python objects it costs up to about 45 bytes per byte,
+so 512 KB stays within the fixed allowance of a read (a mesh's own JSON is a few KB)."""
 _GLB_MAX_NODE_VISITS = 100_000
 """Most node placements a GLB scene may make (each one copies its meshes when the scene is read)."""
 
@@ -39,7 +42,7 @@ class MeshCounts:
       corners: the most corners of one polygon.
       values: the most values on one line of a text format (0 for a binary one).
       lines: lines of a text format's body (0 for a binary one).
-      tokens: values of a text format's body (0 for a binary one).
+      tokens: values of a text format's body; a GLB's JSON bytes (0 for other binary files).
       binary: whether the file is the binary variant of its format (PLY, STL).
       problem: why the bytes cannot be what the format says (None when they can).
     """
@@ -185,9 +188,9 @@ def _ply(data) -> MeshCounts:
     elements = _ply_elements(header)
     sizes = {name: count for name, count, _ in elements}
     vertices, faces = sizes.get("vertex", 0), sizes.get("face", 0)
-    if "binary" not in header:
-        before = sum(count for name, count, _ in elements[: [e[0] for e in elements].index("face")]) \
-            if "face" in sizes else vertices
+    if "binary" not in header:  # one element per line, in the header's order
+        names = [name for name, _, _ in elements]
+        before = sum(count for _, count, _ in elements[: names.index("face")]) if "face" in sizes else vertices
         return _face_lines(data, body, before, faces, skip_blank=False)
     return _ply_binary(data, body, elements)
 
@@ -236,6 +239,8 @@ def _glb_document(data) -> dict | None:
         return None
     from diffcd.export import json_depth
 
+    if length > GLB_MAX_JSON_BYTES:
+        raise ValueError(f"its JSON chunk is {length:,} bytes; a glTF scene's description is far smaller")
     text = data[20: 20 + min(length, len(data) - 20)].decode("utf-8", "replace")
     if json_depth(text) > 64:
         raise ValueError("its JSON nests more than 64 levels deep")
@@ -269,7 +274,11 @@ def _glb(data) -> MeshCounts:
         if document is None:
             return MeshCounts(0, 0)
         accessors = document.get("accessors") or []
-        count = lambda i: int(accessors[i].get("count", 0)) if isinstance(i, int) and 0 <= i < len(accessors) else 0  # noqa: E731
+
+        def count(index) -> int:
+            valid = isinstance(index, int) and 0 <= index < len(accessors)
+            return int(accessors[index].get("count", 0)) if valid else 0
+
         vertices = triangles = 0
         meshes = document.get("meshes") or []
         for mesh, times in _glb_placements(document).items():
@@ -282,7 +291,7 @@ def _glb(data) -> MeshCounts:
         return MeshCounts(0, 0, problem=str(error))
     except (RecursionError, AttributeError, TypeError, KeyError, IndexError):
         return MeshCounts(0, 0, problem="its JSON chunk is not a glTF document")
-    return MeshCounts(vertices, triangles)
+    return MeshCounts(vertices, triangles, tokens=struct.unpack("<I", data[12:16])[0])
 
 
 def count_mesh(data: bytes, kind: str) -> MeshCounts:

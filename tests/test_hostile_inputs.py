@@ -85,3 +85,24 @@ def test_honest_files_of_every_format_are_accepted_at_the_small_size(results):
     refused = [f"{_name(key)}: {by_size[SIZES[0]]['outcome'][:160]}" for key, by_size in results.items()
                if key[1] == "honest" and by_size[SIZES[0]]["outcome"] != "accepted"]
     assert not refused, "\n".join(refused)
+
+
+@pytest.mark.parametrize("fmt, attack, needle", [
+    ("obj", "polygon bomb (one face)", "corners"),
+    ("off", "polygon bomb (one face)", "corners"),
+    ("ply-binary", "polygon bomb (one face)", "corners"),
+    ("obj", "many 64-corner faces", "memory"),
+    ("ply-binary", "dense triangles (uchar indices)", "memory"),
+    ("glb", "instancing (nodes share a mesh)", "memory"),
+])
+def test_the_app_refuses_before_parsing(tmp_path, fmt, attack, needle):
+    """The same files read in this process: each refusal names the problem (no measuring here)."""
+    from diffcd.errors import LimitError
+
+    from benchmarks.hostile_inputs import read_mesh
+
+    (case,) = [c for c in cases(SIZES[0], fmt) if c.attack == attack and c.reader == "mesh"]
+    path = tmp_path / f"input{case.suffix}"
+    path.write_bytes(case.make())
+    with pytest.raises(LimitError, match=needle):
+        read_mesh(path)
