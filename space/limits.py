@@ -4,7 +4,7 @@ A public Space is hostile ground: each visitor-controlled value (file bytes, API
 ids, a pulled repo's files) is bounded before the work starts. `Limits.from_environment()` gives
 the public bounds when the app runs as a Space (SPACE_ID is set) and the local ones otherwise; any
 bound can be overridden with an environment variable named DIFFCD_SPACE_<FIELD NAME IN CAPITALS>
-(0, "none" or "off" turns an optional bound off). The README's table of bounds is
+(0, "none" or "off" turns an optional bound off). The table of bounds in docs/security.md is
 `markdown_table()` of the public values (a test keeps the two equal).
 """
 
