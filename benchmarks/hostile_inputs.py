@@ -533,18 +533,18 @@ class Case:
 
 
 FORMATS: dict[str, tuple[str, tuple[str, ...], Callable[[int], dict]]] = {
+    "obj": (".obj", ("cloud", "mesh"), _obj_cases),
+    "off": (".off", ("cloud", "mesh"), _off_cases),
+    "ply-binary": (".ply", ("cloud", "mesh"), _ply_binary_cases),
+    "ply-ascii": (".ply", ("cloud", "mesh"), _ply_ascii_cases),
+    "glb": (".glb", ("mesh",), _glb_cases),
+    "stl-binary": (".stl", ("cloud", "mesh"), _stl_binary_cases),
+    "stl-ascii": (".stl", ("cloud", "mesh"), _stl_ascii_cases),
+    "checkpoint-zip": (".zip", ("checkpoint",), _checkpoint_cases),
+    "pull": ("", ("pull",), _pull_cases),
     "npy": (".npy", ("cloud",), _npy_cases),
     "npz": (".npz", ("cloud",), _npz_cases),
     "xyz": (".xyz", ("cloud",), _xyz_cases),
-    "obj": (".obj", ("cloud", "mesh"), _obj_cases),
-    "off": (".off", ("cloud", "mesh"), _off_cases),
-    "ply-ascii": (".ply", ("cloud", "mesh"), _ply_ascii_cases),
-    "ply-binary": (".ply", ("cloud", "mesh"), _ply_binary_cases),
-    "stl-ascii": (".stl", ("cloud", "mesh"), _stl_ascii_cases),
-    "stl-binary": (".stl", ("cloud", "mesh"), _stl_binary_cases),
-    "glb": (".glb", ("mesh",), _glb_cases),
-    "checkpoint-zip": (".zip", ("checkpoint",), _checkpoint_cases),
-    "pull": ("", ("pull",), _pull_cases),
 }
 """format -> (file suffix, readers that take it, cases at a size)."""
 
@@ -733,28 +733,48 @@ def worker(sizes: list[int], only: str, timeout: float, kill_mb: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         _warm_up(Path(tmp))
         for size in sizes:
+            written: dict[tuple[str, str], tuple[Path, int]] = {}
             for index, case in enumerate(cases(size, only)):
-                folder = Path(tmp) / f"case{size}-{index}"
-                folder.mkdir()
-                path, actual = write_case(case, folder)
+                if (case.format, case.attack) not in written:  # one file for all the readers of a case
+                    for old_path, _ in written.values():
+                        _remove(old_path.parent)
+                    folder = Path(tmp) / f"case{size}-{index}"
+                    folder.mkdir()
+                    written = {(case.format, case.attack): write_case(case, folder)}
+                path, actual = written[(case.format, case.attack)]
                 result = _run_forked(case.reader, path, timeout, kill_mb)
                 result.update(format=case.format, attack=case.attack, reader=case.reader, size=size, bytes=actual)
                 print(json.dumps(result), flush=True)
-                for item in sorted(folder.rglob("*"), reverse=True):
-                    item.rmdir() if item.is_dir() else item.unlink()
-                folder.rmdir()
+            for old_path, _ in written.values():
+                _remove(old_path.parent)
 
 
-def measure(sizes: list[int], only: str = "", timeout: float = 120.0, kill_mb: float = 4000.0) -> list[dict]:
-    """Every case at each of `sizes` bytes, each measured in a child of one fresh worker process."""
+def _remove(folder: Path) -> None:
+    for item in sorted(folder.rglob("*"), reverse=True):
+        item.rmdir() if item.is_dir() else item.unlink()
+    folder.rmdir()
+
+
+def measure(sizes: list[int], only: str = "", timeout: float = 120.0, kill_mb: float = 4000.0,
+            on_result: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Every case at each of `sizes` bytes, each measured in a child of one fresh worker process;
+    `on_result` gets the results so far after each case."""
     command = [sys.executable, "-m", "benchmarks.hostile_inputs", "--worker", "--only", only,
                "--timeout", str(timeout), "--kill-mb", str(kill_mb), "--size", *map(str, sizes)]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent,
-                          check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"the hostile-input worker failed:\n{done.stderr[-4000:]}")
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    results = []
+    with tempfile.TemporaryFile("w+") as errors:
+        worker_process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env,
+                                          cwd=Path(__file__).parent.parent)
+        for line in worker_process.stdout:
+            if line.startswith("{"):
+                results.append(json.loads(line))
+                if on_result is not None:
+                    on_result(results)
+        if worker_process.wait() != 0:
+            errors.seek(0)
+            raise RuntimeError(f"the hostile-input worker failed:\n{errors.read()[-4000:]}")
+    return results
 
 
 # ----------------------------------------------------------------------------------------------
@@ -786,30 +806,44 @@ def main(argv: list[str] | None = None) -> None:
         worker([int(size) for size in args.size], args.only, args.timeout, args.kill_mb)
         return
     size = int(args.size[0])
-    load = os.getloadavg()
-    start = time.time()
-    results = measure([size], args.only, args.timeout, args.kill_mb)
-    load_after = os.getloadavg()
+    load, start = os.getloadavg(), time.time()
+
+    def report(results: list[dict], done: bool = False) -> list[str]:
+        lines = page(results, size, load, time.time() - start, done)
+        if not args.no_write:
+            write_page(lines, results, size, load)
+        return lines
+
+    results = measure([size], args.only, args.timeout, args.kill_mb, on_result=report)
+    print("\n".join(report(results, done=True)))
+
+
+def page(results: list[dict], size: int, load, seconds: float, done: bool) -> list[str]:
+    """The results page: how it was measured, the bound, the table."""
     peak_bound, seconds_bound = allowance(size)
-    lines = [f"# Hostile inputs at {size / 1e6:g} MB (CPU)", "",
-             f"`python -m benchmarks.hostile_inputs --size {size:g}` on {time.strftime('%Y-%m-%d %H:%M')}, "
-             f"{os.cpu_count()} cores, load average {load[0]:.2f} before and {load_after[0]:.2f} after "
-             f"(other jobs shared the machine), {time.time() - start:.0f} s in all.", "",
-             "Bound (`diffcd.io.read_budget` with the app's limits): 6 bytes of added memory per input byte "
-             f"plus 40 MB, at most 600 MB; {SECONDS_PER_BYTE * 1e6:g} s per MB plus {SECONDS_ALLOWANCE:g} s "
-             f"(at this size: {peak_bound:.0f} MB, {seconds_bound:.0f} s). Peak MB is the reading child's peak resident memory "
-             "minus its memory when forked from a worker that had imported the readers and read a tiny "
-             "file of each kind. Seconds are wall time, with the child's CPU time in brackets; the bound is "
-             "checked on CPU time, which other jobs on a shared machine do not inflate.", ""] + table(results)
-    print("\n".join(lines))
-    if not args.no_write:
-        RESULTS.mkdir(exist_ok=True)
-        stem = RESULTS / "hostile-inputs-cpu"
-        report = {"size": size, "date": time.strftime("%Y-%m-%d %H:%M"), "load_average": [load, load_after],
-                  "bound": {"peak_mb": peak_bound, "seconds": seconds_bound},
-                  "results": results}
-        stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-        stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    now = os.getloadavg()
+    state = "" if done else f" **Partial: {len(results)} cases so far; the run was still going.**"
+    return [f"# Hostile inputs at {size / 1e6:g} MB (CPU)", "",
+            f"`python -m benchmarks.hostile_inputs --size {size:g}` on {time.strftime('%Y-%m-%d %H:%M')}, "
+            f"{os.cpu_count()} cores, load average {load[0]:.2f} at the start and {now[0]:.2f} at the last case "
+            f"(other engineers' jobs shared the machine: wall times are inflated, CPU times are not), "
+            f"{seconds:.0f} s in all.{state}", "",
+            "Bound (`diffcd.io.read_budget` with the app's limits): 6 bytes of added memory per input byte "
+            f"plus 40 MB, at most 600 MB; {SECONDS_PER_BYTE * 1e6:g} s per MB plus {SECONDS_ALLOWANCE:g} s "
+            f"(at this size: {peak_bound:.0f} MB, {seconds_bound:.0f} s). Peak MB is the reading child's peak "
+            "resident memory minus its memory when forked from a worker that had imported the readers and read "
+            "a tiny file of each kind. Seconds are wall time, with the child's CPU time in brackets; the bound "
+            "is checked on CPU time.", ""] + table(results)
+
+
+def write_page(lines: list[str], results: list[dict], size: int, load) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / "hostile-inputs-cpu"
+    peak_bound, seconds_bound = allowance(size)
+    report = {"size": size, "date": time.strftime("%Y-%m-%d %H:%M"), "load_average_start": load,
+              "bound": {"peak_mb": peak_bound, "seconds": seconds_bound}, "results": results}
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
