@@ -37,6 +37,12 @@ def _limit_memory(extra_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def _limit_cpu(seconds: float) -> None:
+    # The parent kills the child at its wall-time limit first; this ends a child whose parent died.
+    limit = int(seconds) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (limit, limit))
+
+
 def _write_json(folder: Path, name: str, data: dict) -> None:
     partial = folder / f".{name}.partial"
     partial.write_text(json.dumps(data))
@@ -116,6 +122,7 @@ def reconstruct(folder: Path, settings: dict, points: np.ndarray, normals: np.nd
 def main(folder: str) -> int:
     folder = Path(folder)
     settings = json.loads((folder / "settings.json").read_text())
+    _limit_cpu(settings["cpu_seconds"])
     with np.load(folder / "input.npz") as data:
         points = data["points"]
         normals = data["normals"] if "normals" in data.files else None

@@ -169,7 +169,8 @@ def reconstruct(
         normals = None
     config = resolve(config, len(points))
     normalization = Normalization.from_points(points)
-    settings = {**dataclasses.asdict(config), "max_faces": int(max_faces), "memory_bytes": int(memory_bytes)}
+    settings = {**dataclasses.asdict(config), "max_faces": int(max_faces), "memory_bytes": int(memory_bytes),
+                "cpu_seconds": time_limit_s * (os.cpu_count() or 1)}
     with tempfile.TemporaryDirectory(prefix="diffcd-poisson-") as folder:
         folder = Path(folder)
         arrays = {"points": normalization.apply(points)}
