@@ -623,7 +623,7 @@ def _check_geometry(path: Path, data: bytes, error: type, limits: InputLimits) -
 
 _MESH_READ_COST = {
     # per file byte, per value of text, per line of text, per triangle, per vertex
-    "obj": (1.0, 0, 20, 230, 30),
+    "obj": (1.0, 0, 20, 230, 170),
     "off": (2.0, 130, 260, 50, 60),
     "ply": (2.0, 0, 200, 190, 60),
     "ply-binary": (2.0, 0, 0, 280, 40),
