@@ -178,7 +178,7 @@ def reconstruct(
             arrays["normals"] = normals
         np.savez(folder / "input.npz", **arrays)
         (folder / "settings.json").write_text(json.dumps(settings))
-        status, wall = _run_child(folder, time_limit_s, memory_bytes, should_stop, progress or (lambda stage: None))
+        status, wall = _run_child(folder, time_limit_s, should_stop, progress or (lambda stage: None))
         if not status.get("ok"):
             raise _child_error(status, max_faces=max_faces, memory_bytes=memory_bytes, depth=config.depth)
         with np.load(folder / "output.npz") as data:
@@ -201,7 +201,7 @@ def reconstruct(
     return PoissonResult(mesh, summary)
 
 
-def _run_child(folder: Path, time_limit_s: float, memory_bytes: int, should_stop, progress) -> tuple[dict, float]:
+def _run_child(folder: Path, time_limit_s: float, should_stop, progress) -> tuple[dict, float]:
     env = {**os.environ, "MALLOC_ARENA_MAX": "2", "PYTHONNOUSERSITE": "1"}
     start = time.perf_counter()
     progress("starting")
