@@ -30,7 +30,7 @@ import trimesh
 from diffcd.errors import ConfigError, DiffCDError, LimitError, NoSurfaceError, PointCloudError, TimeLimitError
 from diffcd.io import Normalization
 
-__all__ = ["PoissonConfig", "PoissonResult", "reconstruct", "default_depth", "resolve", "MIN_POINTS"]
+__all__ = ["PoissonConfig", "PoissonResult", "reconstruct", "available", "default_depth", "resolve", "MIN_POINTS"]
 
 MIN_POINTS = 51
 """Fewest points (as diffcd.io loads) and never fewer than the normal-estimation neighbours + 1."""
@@ -85,6 +85,13 @@ class PoissonResult:
     summary: dict[str, Any]
     """method, the resolved config, points, normals ("given" or "estimated"), the seconds of
     normals, solve and trim, the child's wall time (fit_seconds) and CPU time, faces solved."""
+
+
+def available() -> bool:
+    """Whether Open3D is installed (the `poisson` extra), without importing it (seconds, ~150 MB)."""
+    import importlib.util
+
+    return importlib.util.find_spec("open3d") is not None
 
 
 def default_depth(point_count: int) -> int:

@@ -1,7 +1,6 @@
 """Screened Poisson (diffcd.poisson): analytic surfaces, open and noisy clouds, the child's bounds,
 bad inputs, and the run folder that `fit --method poisson` and `bench` write."""
 
-import importlib.util
 import json
 import time
 
@@ -13,7 +12,7 @@ from diffcd import metrics, poisson
 from diffcd.errors import ConfigError, DiffCDError, LimitError, PointCloudError, TimeLimitError
 from diffcd.methods import ALL_METHODS, METHODS, RECONSTRUCTORS, get_method, is_reconstructor
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("open3d") is None,
+pytestmark = pytest.mark.skipif(not poisson.available(),
                                 reason="Open3D is not installed (pip install -e '.[poisson]')")
 
 SMALL = poisson.PoissonConfig(depth=6)
