@@ -399,8 +399,18 @@ def run(sessions: int = 8, time_limit: float = 90.0, write: bool = True) -> dict
                      session_root=work / "sessions", limits=limits)
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)
     port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_options(limits))
+    # As on a Space, the proxy is not on loopback: uvicorn (which rewrites the peer from
+    # X-Forwarded-For for loopback proxies) leaves the peer alone and the app reads the header.
+    allowed = os.environ.get("FORWARDED_ALLOW_IPS")
+    os.environ["FORWARDED_ALLOW_IPS"] = "192.0.2.254"
+    try:
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                    **launch_options(limits))
+    finally:
+        if allowed is None:
+            os.environ.pop("FORWARDED_ALLOW_IPS", None)
+        else:
+            os.environ["FORWARDED_ALLOW_IPS"] = allowed
     url = f"http://127.0.0.1:{port}/"
     rec = Recorder()
     start = time.monotonic()

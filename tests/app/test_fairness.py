@@ -46,6 +46,10 @@ def space_app(hub, tmp_path_factory):
     from diffcd_space.limits import Limits
 
     limits = Limits.public().with_changes(max_points=50_000, max_request_seconds=120.0)
+    # As on a Space, the proxy is not on loopback: uvicorn (which rewrites the peer from
+    # X-Forwarded-For for loopback proxies) leaves the peer alone and the app reads the header.
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FORWARDED_ALLOW_IPS", "192.0.2.254")
     demo = build_app(extra_presets={TINY_PRESET.name: TINY_PRESET}, default_preset=TINY_PRESET.name,
                      hub_endpoint=hub.url, session_root=tmp_path_factory.mktemp("space-sessions"), limits=limits)
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_MAX_SIZE)
@@ -56,6 +60,7 @@ def space_app(hub, tmp_path_factory):
         yield f"http://127.0.0.1:{port}/", demo
     finally:
         demo.close()
+        patch.undo()
 
 
 def _wait_until(condition, seconds: float) -> bool:
@@ -281,3 +286,38 @@ def test_signed_in_users_and_addresses_have_their_own_device_time_per_hour():
         job.wait_quietly()
         budget = job.budget(600)  # what is left of the hour, not the request limit
         assert 95 < budget.seconds <= 100 and "left this hour" in budget.limit
+
+
+def test_the_read_pool_bounds_reads_in_all_and_per_client_and_refuses_the_rest_at_once():
+    from diffcd_space.clients import Client
+    from diffcd_space.pool import ReadPool, ReadPoolBusy
+
+    pool = ReadPool(total=2, per_client=1, max_waiting=1, wait_seconds=0.3)
+    a, b, c = (Client(f"addr:203.0.113.{i}", False) for i in (1, 2, 3))
+    with pool.slot(a, "the file"), pool.slot(b, "the file"):
+        assert pool.snapshot() == {"reading": 2, "waiting": 0}
+        start = time.monotonic()
+        with pytest.raises(ReadPoolBusy, match="busy reading other files for 0 s"):
+            with pool.slot(c, "the file"):  # waits its turn, then gives up
+                pass
+        assert 0.25 < time.monotonic() - start < 2
+    pool.wait_seconds = 5.0
+    done = []
+
+    def read(client):
+        with pool.slot(client, "the file"):
+            done.append(client)
+    with pool.slot(a, "the file"):
+        second_of_a = threading.Thread(target=read, args=(a,))
+        second_of_a.start()  # waits for a's first read: one read per client at a time
+        assert _wait_until(lambda: pool.snapshot()["waiting"] == 1, 2)
+        with pytest.raises(ReadPoolBusy, match="Another file of your network address"):
+            with pool.slot(a, "the file"):  # a third read of the same client: refused at once
+                pass
+        with pool.slot(b, "the file"):  # another client still reads
+            with pytest.raises(ReadPoolBusy, match="many visitors' files"):
+                with pool.slot(c, "the file"):  # no slot free and the waiting room full: refused at once
+                    pass
+        assert done == []
+    second_of_a.join(2)
+    assert done == [a] and pool.snapshot() == {"reading": 0, "waiting": 0}
