@@ -14,7 +14,6 @@ import dataclasses
 import json
 import math
 import os
-import re
 import struct
 import tempfile
 from pathlib import Path
@@ -26,6 +25,7 @@ from safetensors.numpy import load_file, save_file
 
 from diffcd._version import __version__
 from diffcd.errors import CheckpointError, LimitError
+from diffcd.jsonscan import json_depth
 from diffcd.io import Normalization
 from diffcd.methods import METHODS
 from diffcd.networks import NetworkConfig, expected_shapes, flatten_params, unflatten_params
@@ -137,26 +137,6 @@ def export_sdf(
 
 # ----------------------------------------------------------------------------------------------
 # Bounded reading: sizes, nesting and types are checked before the expensive step
-
-
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-"""A JSON string; unrolled so that matching a long one needs no backtracking stack."""
-_OPENING, _CLOSING = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"]}", np.uint8)
-_DEPTH_CHUNK = 1 << 20
-
-
-def json_depth(text: str) -> int:
-    """The deepest nesting of arrays and objects in JSON text, without parsing it (strings skipped).
-
-    The running depth is a cumulative sum over the bytes, a chunk at a time (vectorised)."""
-    data = _STRING.sub('""', text).encode("utf-8", "replace")
-    depth = deepest = 0
-    for offset in range(0, len(data), _DEPTH_CHUNK):
-        chunk = np.frombuffer(data, np.uint8, count=min(_DEPTH_CHUNK, len(data) - offset), offset=offset)
-        steps = np.isin(chunk, _OPENING).astype(np.int32) - np.isin(chunk, _CLOSING)
-        levels = np.cumsum(steps, dtype=np.int64) + depth
-        deepest, depth = max(deepest, int(levels.max())), int(levels[-1])
-    return deepest
 
 
 def parse_json_bounded(data: bytes, *, name: str, max_bytes: int, max_depth: int) -> Any:

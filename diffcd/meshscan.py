@@ -237,7 +237,7 @@ def _glb_document(data) -> dict | None:
     length, kind = struct.unpack("<I4s", data[12:20])
     if kind != b"JSON":
         return None
-    from diffcd.export import json_depth
+    from diffcd.jsonscan import json_depth
 
     if length > GLB_MAX_JSON_BYTES:
         raise ValueError(f"its JSON chunk is {length:,} bytes; a glTF scene's description is far smaller")
