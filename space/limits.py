@@ -88,10 +88,11 @@ class Limits:
     @classmethod
     def local(cls) -> "Limits":
         """A workstation: no wall-time or device-time limit, a few jobs per client, no proxy in front;
-        memory bounds as on a Space."""
+        the owner's own mesh files may take more memory to read than a visitor's (8 GB for the
+        largest upload), other memory bounds as on a Space."""
         return cls(max_request_seconds=None, jobs_per_client=4, session_max_age=6 * 3600.0,
                    device_seconds_per_hour=None, signed_in_device_seconds_per_hour=None,
-                   trusted_proxy_hops=None)
+                   trusted_proxy_hops=None, max_read_bytes=8_000_000_000)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> "Limits":
