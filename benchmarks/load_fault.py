@@ -109,6 +109,7 @@ class Recorder:
 def _kind(message: str) -> str:
     text = message.lower()
     for words, kind in (("queue is full", "queue full"), ("already has", "one job per client"),
+                        ("corners", "polygon over the corner bound"), ("would decode", "decoded size over the bound"),
                         ("limit", "over a limit"), ("disk", "disk full"), ("memory", "out of memory"),
                         ("nested", "nested file"), ("not a diffcd", "not a checkpoint"),
                         ("cannot reach", "hub unreachable"), ("unexpected", "unexpected")):
@@ -415,6 +416,7 @@ def run(sessions: int = 8, time_limit: float = 90.0, write: bool = True) -> dict
     rec = Recorder()
     start = time.monotonic()
     rss_before = _peak_rss_mb()
+    load = os.getloadavg()[0]
     threads = [threading.Thread(target=_well_behaved, args=(i, url, work, rec, i == 1), daemon=True)
                for i in range(max(1, sessions - 1))]
     threads.append(threading.Thread(target=_hostile, args=(url, work, rec, hub.url), daemon=True))
@@ -436,7 +438,7 @@ def run(sessions: int = 8, time_limit: float = 90.0, write: bool = True) -> dict
     demo.close()
     hub.stop()
     report = {
-        "sessions": sessions, "well_behaved": max(1, sessions - 1), "hostile": 1,
+        "sessions": sessions, "well_behaved": max(1, sessions - 1), "hostile": 1, "load_average_start": load,
         "seconds": round(time.monotonic() - start, 1),
         "requests_served": dict(rec.served), "errors_by_kind": dict(rec.errors),
         "peak_rss_mb": round(peak, 1), "rss_before_mb": round(rss_before, 1),
@@ -457,8 +459,8 @@ def _write(report: dict) -> None:
     failures = "\n".join(f"- {f}" for f in report["failures"]) or "- none"
     (RESULTS / "load-fault-cpu.md").write_text(f"""# Load and fault test (CPU)
 
-`python -m benchmarks.load_fault` on two shared CPU cores (timings disturbed by other work on the
-machine): one app, one loopback Hub, {report['sessions']} concurrent `gradio_client` sessions
+`python -m benchmarks.load_fault` on {os.cpu_count()} CPU cores (load average {report.get('load_average_start', float('nan')):.2f}
+at the start; its wall times are not speed figures): one app, one loopback Hub, {report['sessions']} concurrent `gradio_client` sessions
 ({report['well_behaved']} well-behaved: upload, preview, tiny fit, re-mesh, push, pull, one of them
 pressing Stop; 1 hostile: crafted heartbeat session ids, an oversize upload, an .npz bomb, a deeply
 nested pulled config, a second fit while one runs, a 200,000-step fit against the
