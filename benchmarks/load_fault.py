@@ -286,8 +286,9 @@ def _many_sessions(url: str, work: Path, rec: Recorder, line) -> dict:
             "attacker_jobs_ahead_of_each_honest_client": ahead}
 
 
-def _drip_server():
-    """A server on 127.0.0.1 that sends a .xyz file one byte every second; returns (url, stop)."""
+def drip_server(period: float = 1.0):
+    """A server on 127.0.0.1 that sends a .xyz file one byte every `period` seconds (until stopped);
+    returns (url, stop)."""
     import http.server
     import socketserver
 
@@ -299,7 +300,7 @@ def _drip_server():
             self.send_header("Content-Length", "100000")
             self.end_headers()
             try:
-                while not done.wait(1.0):
+                while not done.wait(period):
                     self.wfile.write(b"0")
                     self.wfile.flush()
             except OSError:
@@ -325,7 +326,7 @@ def _slow_url_flood(url: str, work: Path, rec: Recorder) -> dict:
     """45 /fit calls from 45 addresses whose cloud URL drips; /load_example is timed meanwhile."""
     from gradio_client import handle_file
 
-    drip, stop = _drip_server()
+    drip, stop = drip_server()
     os.environ["DIFFCD_ALLOW_PRIVATE_URLS"] = "1"  # the drip server is on loopback
     visitor = _client(url, work, "198.51.100.250")
     visitor.predict("sphere", api_name="/load_example")

@@ -21,6 +21,7 @@ interrupted write never leaves partial files over an earlier run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -28,7 +29,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import trimesh
@@ -80,6 +81,20 @@ def check_output_folder(run_dir: str | os.PathLike, *, overwrite: bool) -> Path:
     return run_dir
 
 
+@contextlib.contextmanager
+def _staged_folder(run_dir: Path) -> Iterator[Path]:
+    """A fresh folder beside run_dir that replaces it when the block ends; removed on any error,
+    so a run folder is never left half written."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.partial-"))
+    try:
+        yield staging
+        _replace_folder(staging, run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def write_run(
     run_dir: str | os.PathLike,
     result: FitResult,
@@ -97,10 +112,7 @@ def write_run(
     Returns the summary (also written to summary.json). Without a surface (the fit diverged)
     the export, history and summary are still written, with `surface_found: false`.
     """
-    run_dir = Path(run_dir)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.partial-"))
-    try:
+    with _staged_folder(Path(run_dir)) as staging:
         summary = dict(result.summary)
         summary.update(_write_mesh_and_metrics(
             staging, result, resolution, cloud_points, gt_mesh, fscore_threshold, eval_samples
@@ -112,10 +124,6 @@ def write_run(
         if cloud_points is not None:
             np.save(staging / CLOUD_FILE, subsample(cloud_points, CLOUD_PREVIEW_POINTS))
         write_json(staging / SUMMARY_FILE, summary)
-        _replace_folder(staging, run_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return summary
 
 
@@ -135,20 +143,13 @@ def write_mesh_run(
     `summary` is the reconstructor's (it names the method); the mesh facts, metrics and
     `metadata` are added. Returns the summary (also written to summary.json).
     """
-    run_dir = Path(run_dir)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}.partial-"))
-    try:
+    with _staged_folder(Path(run_dir)) as staging:
         summary = {**summary, "steps": 0, "steps_per_second": 0.0, "surface_found": True,
                    **({"metadata": metadata} if metadata else {})}
         summary.update(_write_mesh_files(staging, mesh, cloud_points, gt_mesh, fscore_threshold, eval_samples))
         if cloud_points is not None:
             np.save(staging / CLOUD_FILE, subsample(cloud_points, CLOUD_PREVIEW_POINTS))
         write_json(staging / SUMMARY_FILE, summary)
-        _replace_folder(staging, run_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return summary
 
 

@@ -14,9 +14,7 @@ on loopback, small enough for the fast suite.
 
 from __future__ import annotations
 
-import http.server
 import json
-import socketserver
 import threading
 import time
 import uuid
@@ -94,40 +92,16 @@ def test_a_polygon_bomb_is_refused_with_a_sentence_before_it_is_built(app_url, t
 
 
 # ----------------------------------------------------------------------------- 2. slow URLs
-class _Drip(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 @pytest.fixture
 def drip_url():
     """A server on 127.0.0.1 that sends a .xyz file one byte every 0.5 s, until the test ends."""
-    done = threading.Event()
+    from benchmarks.load_fault import drip_server
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", "100000")
-            self.end_headers()
-            try:
-                while not done.wait(0.5):
-                    self.wfile.write(b"0")
-                    self.wfile.flush()
-            except OSError:
-                pass
-
-        def log_message(self, *args):
-            pass
-
-    server = _Drip(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    url, stop = drip_server(0.5)
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/cloud.xyz"
+        yield url
     finally:
-        done.set()
-        server.shutdown()
-        server.server_close()
+        stop()
 
 
 def test_a_flood_of_slow_urls_cannot_delay_cached_endpoints_or_stop(app_server, tmp_path, drip_url, monkeypatch):
