@@ -15,6 +15,7 @@ import trimesh
 
 from diffcd import DiffCDError, load_mesh, load_sdf
 from diffcd.export import export_sdf
+from diffcd.io import MESH_EXTENSIONS, SUPPORTED_EXTENSIONS
 from diffcd_space.clients import Client, ClientResolver, ConfirmedTokens
 from diffcd_space.connection import client_connected
 from diffcd_space.jobs import ComputeLine, Job
@@ -132,14 +133,10 @@ class AppContext:
         if file_path(cloud) is None:
             return self._load_cloud(None, example, warn=warn)
         with self._reading(request, "the point cloud") as local:
-            from diffcd.io import SUPPORTED_EXTENSIONS
-
             return self._load_cloud(local(cloud, SUPPORTED_EXTENSIONS), example, warn=warn)
 
     def _read_mesh(self, value, request, title: str) -> trimesh.Trimesh:
         """A visitor's mesh (upload or URL), read within the input bounds in a read slot."""
-        from diffcd.io import MESH_EXTENSIONS
-
         with self._reading(request, "the mesh") as local:
             try:
                 return load_mesh(local(value, MESH_EXTENSIONS), limits=self.limits.input_limits())

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import gradio as gr
+from gradio_client import utils as client_utils
 
 from diffcd import METHODS, DiffCDError, PointCloud, load_point_cloud
 from diffcd.presets import NOISE_SETTINGS
@@ -51,7 +52,8 @@ def file_text(upload) -> str | None:
 
 
 def is_url(text: str) -> bool:
-    return text[:8].lower().startswith(("http://", "https://"))
+    """Whether a file input holds a URL (Gradio's own test, the one BoundedFile passes URLs by)."""
+    return client_utils.is_http_url_like(text)
 
 
 def file_path(upload) -> Path | None:
