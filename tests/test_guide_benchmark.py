@@ -1,0 +1,66 @@
+"""The method guide's conditions do what its page says, and its table reports what was run."""
+
+import numpy as np
+import pytest
+
+from benchmarks import conditions, guide, guide_table
+
+
+@pytest.fixture(scope="module")
+def cube_points():
+    return np.random.default_rng(0).uniform(-1, 1, size=(20_000, 3)).astype(np.float32)
+
+
+def test_noise_has_the_stated_spread(cube_points):
+    moved = conditions.degrade(cube_points, "noise-1") - cube_points
+    assert np.std(moved) == pytest.approx(0.01 * 2.0, rel=0.05)  # 1 % of the longest side, 2
+
+
+def test_sparse_keeps_five_percent_of_the_points(cube_points):
+    kept = conditions.degrade(cube_points, "sparse")
+    assert len(kept) == 1000
+    assert {tuple(p) for p in kept[:50]} <= {tuple(p) for p in cube_points}
+
+
+def test_partial_cuts_away_one_side(cube_points):
+    kept = conditions.degrade(cube_points, "partial")
+    assert kept[:, 0].max() <= -1 + 0.75 * 2 + 1e-4
+    assert 0.7 < len(kept) / len(cube_points) < 0.8
+
+
+def test_scanner_is_uneven_and_has_outliers(cube_points):
+    scanned = conditions.degrade(cube_points, "scanner")
+    low_side = np.sum(scanned[:, 1] < -0.5)
+    high_side = np.sum(scanned[:, 1] > 0.5)
+    assert high_side < 0.5 * low_side
+    outside = np.any(np.abs(scanned) > 1.0, axis=1)
+    assert 0 < outside.sum() < 0.01 * len(cube_points)
+
+
+def test_conditions_are_repeatable(cube_points):
+    for condition in conditions.CONDITIONS:
+        np.testing.assert_array_equal(conditions.degrade(cube_points, condition),
+                                      conditions.degrade(cube_points, condition))
+
+
+def test_plan_runs_every_cell_once_cheapest_first():
+    cells = guide.plan(["poisson", *guide.NEURAL], list(conditions.CLOUDS), list(conditions.CONDITIONS))
+    keys = [guide.cell_key(c) for c in cells]
+    assert len(keys) == len(set(keys)) == 24 + 24 * 2 + 3 * 4
+    assert cells[0]["method"] == "poisson" and cells[-1]["method"] == "diffcd" and cells[-1]["seed"] == 1
+
+
+def test_table_bolds_the_lower_chamfer_and_averages_seeds(tmp_path, monkeypatch):
+    monkeypatch.setattr(guide_table, "PAGE", tmp_path / "guide.md")
+    base = {"cloud": "bunny", "condition": "clean", "hausdorff_percent": 2.0, "normal_angle_deg": 10.0,
+            "fscore": 0.9, "wall_seconds": 10.0, "load_before": 1.0, "load_after": 1.5}
+    rows = [{**base, "method": "poisson", "seed": 0, "chamfer_percent": 0.5},
+            {**base, "method": "diffcd", "seed": 0, "chamfer_percent": 0.4, "preset": "cpu-quick"},
+            {**base, "method": "diffcd", "seed": 1, "chamfer_percent": 0.6, "preset": "cpu-quick"}]
+    guide_table.write_page(rows)
+    page = (tmp_path / "guide.md").read_text()
+    assert "| clean | **0.500** / 0.500 |" in page  # a tie goes to the classical method
+    assert "0.500 (0.400, 0.600)" in page
+    rows[2]["chamfer_percent"] = 0.5
+    guide_table.write_page(rows)
+    assert "| clean | 0.500 / **0.450** |" in (tmp_path / "guide.md").read_text()
