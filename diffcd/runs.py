@@ -153,8 +153,11 @@ def write_mesh_run(
     return summary
 
 
-def network_absent_reason(folder: str | os.PathLike) -> str | None:
-    """A sentence when `folder` is a run of a method without a network (Screened Poisson), else None."""
+def network_absent_reason(folder: str | os.PathLike, *, name: str | None = None) -> str | None:
+    """A sentence when `folder` is a run of a method without a network (Screened Poisson), else None.
+
+    `name` is what the sentence calls the run (default: the folder's path; an app names it instead
+    of showing a server path)."""
     from diffcd.methods import RECONSTRUCTORS
 
     try:
@@ -163,7 +166,7 @@ def network_absent_reason(folder: str | os.PathLike) -> str | None:
         return None
     if method not in RECONSTRUCTORS:
         return None
-    return (f"{folder} is a {RECONSTRUCTORS[method].title} run: it has a mesh (mesh.ply, mesh.glb) but no "
+    return (f"{name or folder} is a {RECONSTRUCTORS[method].title} run: it has a mesh (mesh.ply, mesh.glb) but no "
             "network, so there is no checkpoint to export, push or re-mesh; share its mesh instead.")
 
 
