@@ -54,6 +54,10 @@ class Limits:
         600.0, "Wall-time limit of every compute request (fit with its final mesh, a whole comparison, "
         "re-mesh, pull and mesh), counted from when it gets the device", "s")
     fit_share: float = _field(0.8, "Share of that limit a fit may train before it is stopped and meshed", "")
+    poisson_seconds: float = _field(300.0, "Wall-time limit of one Screened Poisson reconstruction, its "
+                                    "process's start included (within the request's limit and fit share)", "s")
+    poisson_memory_bytes: int = _field(4_000_000_000, "Memory a Screened Poisson reconstruction's process may "
+                                       "add to the loaded Open3D (past it the solve fails with a sentence)", "bytes")
     jobs_per_client: int = _field(1, "Compute jobs one client (a signed-in user, else a network address; "
                                   "an IPv6 address by its /64) may have waiting or running", "")
     max_waiting_jobs: int = _field(16, "Compute jobs waiting for the device, all clients together", "")
@@ -87,10 +91,11 @@ class Limits:
 
     @classmethod
     def local(cls) -> "Limits":
-        """A workstation: no wall-time or device-time limit, a few jobs per client, no proxy in front;
+        """A workstation: no wall-time or device-time limit (Screened Poisson: the library's 10 min), a few
+        jobs per client, no proxy in front;
         the owner's own mesh files may take more memory to read than a visitor's (8 GB for the
         largest upload), other memory bounds as on a Space."""
-        return cls(max_request_seconds=None, jobs_per_client=4, session_max_age=6 * 3600.0,
+        return cls(max_request_seconds=None, jobs_per_client=4, session_max_age=6 * 3600.0, poisson_seconds=600.0,
                    device_seconds_per_hour=None, signed_in_device_seconds_per_hour=None,
                    trusted_proxy_hops=None, max_read_bytes=8_000_000_000)
 
@@ -126,6 +131,13 @@ class Limits:
 
         return NetworkLimits(max_parameters=self.max_network_parameters, max_width=self.max_network_width,
                              max_hidden_layers=self.max_network_depth, max_sine_omega=self.max_sine_omega)
+
+    def reconstruct_bounds(self, seconds_left: float | None = None) -> dict:
+        """These bounds as the keywords of a reconstructor (diffcd.poisson.reconstruct): points,
+        faces, memory and a time limit of at most `seconds_left` (what the request has left)."""
+        seconds = self.poisson_seconds if seconds_left is None else min(self.poisson_seconds, seconds_left)
+        return {"max_points": self.max_points, "max_faces": self.max_mesh_faces,
+                "memory_bytes": self.poisson_memory_bytes, "time_limit_s": max(1.0, seconds)}
 
     def pull_limits(self):
         """These bounds as hub.PullLimits: file sizes from the Hub's listing, before downloading."""
