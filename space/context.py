@@ -16,6 +16,7 @@ import trimesh
 from diffcd import DiffCDError, load_mesh, load_sdf
 from diffcd.export import export_sdf
 from diffcd.io import MESH_EXTENSIONS, SUPPORTED_EXTENSIONS
+from diffcd.runs import network_absent_reason
 from diffcd_space.clients import Client, ClientResolver, ConfirmedTokens
 from diffcd_space.connection import client_connected
 from diffcd_space.jobs import ComputeLine, Job
@@ -179,15 +180,29 @@ class AppContext:
             raise gr.Error("There is no model yet in this session: fit a cloud or pull a checkpoint first.")
         return current
 
+    @staticmethod
+    def _network_absent(current: dict | None) -> str | None:
+        """A sentence when the current model is a run without a network (Screened Poisson), else None."""
+        if not current or current.get("fitted") is not None or not current.get("model_dir"):
+            return None
+        return network_absent_reason(current["model_dir"], name=current.get("label") or "This run")
+
+    def _require_network(self, current: dict) -> None:
+        """Refuse, with network_absent_reason's sentence, to re-mesh or push a run that has no network."""
+        if reason := self._network_absent(current):
+            raise gr.Error(reason, title="No network in this run")
+
     def _sdf(self, current: dict):
         """The current model: in memory, else loaded within the bounds of a network this app accepts."""
         if current.get("fitted") is not None:
             return current["fitted"]
+        self._require_network(current)
         return load_sdf(current["model_dir"], limits=self.limits.network_limits())
 
     def _model_folder(self, current: dict, request) -> str:
         """A folder holding the current model's export (written now if it is only in memory)."""
         if current.get("fitted") is None:
+            self._require_network(current)
             return current["model_dir"]
         folder = self.store.fresh_folder(request, "kept")
         export_sdf(current["fitted"], folder)

@@ -14,7 +14,8 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from diffcd import METHODS, Fitter
+from diffcd import Fitter
+from diffcd.methods import ALL_METHODS, METHODS, is_reconstructor
 from diffcd.presets import NOISE_SETTINGS
 from diffcd.runs import CLOUD_FILE, write_run
 from diffcd_space import overlay, viewer
@@ -27,9 +28,11 @@ from diffcd_space.jobs import Budget
 from diffcd_space.model_tab import ModelSection, ModelTab
 from diffcd_space.outputs import metrics_table, run_downloads, seconds
 from diffcd_space.presets import AppPreset, preset_choices
+from diffcd_space.reconstruction import Reconstructions
 from diffcd_space.training import Progress, train
-from diffcd_space.validation import (MAX_RESOLUTION, MIN_RESOLUTION, LoadedCloud, check_cloud_choice, check_method,
-                                     check_preset, check_settings)
+from diffcd_space.validation import (MAX_RESOLUTION, MAX_TRIM_QUANTILE, MIN_RESOLUTION, OCTREE_DEPTHS, LoadedCloud,
+                                     check_cloud_choice, check_method, check_poisson_settings, check_preset,
+                                     check_settings, offered_methods)
 
 FIT_OUTPUTS = ("surface", "losses", "status", "progress", "metrics", "downloads", "current")
 """The outputs of /fit, in their order (the API's)."""
@@ -44,18 +47,29 @@ def fit_update(**changed: Any) -> tuple:
 
 
 def method_choices() -> list[tuple[str, str]]:
-    return [(spec.title, name) for name, spec in METHODS.items()]
+    """(title, name) of every method this server can run (Screened Poisson only with Open3D)."""
+    return [(ALL_METHODS[name].title, name) for name in offered_methods()]
 
 
 def method_summary(method: str) -> str:
     """The method's one-line summary, shown under the method picker."""
-    spec = METHODS.get(method)
+    spec = ALL_METHODS.get(method)
     return f"*{spec.title}: {spec.summary}*" if spec else ""
 
 
-class FitTab(CloudInputs, ModelTab):
+class FitTab(CloudInputs, ModelTab, Reconstructions):
     """/fit and /stop, and the settings form; with the events of the tab's cloud picker and of its
-    re-mesh section."""
+    re-mesh section. A classical reconstructor (Screened Poisson) runs through diffcd_space.reconstruction."""
+
+    @staticmethod
+    def method_form(method: str) -> tuple:
+        """What the form shows for a method: (preset, advanced settings, reconstructor settings, noise).
+
+        A reconstructor trains no network: the preset and the advanced settings (steps, network,
+        loss weights, noise) are hidden and its own settings shown; its noise setting is "none"."""
+        classical = is_reconstructor(method)
+        return (gr.Dropdown(visible=not classical), gr.Accordion(visible=not classical), gr.Group(visible=classical),
+                gr.Dropdown(value="none") if classical else gr.skip())
 
     def preset_settings(self, preset: str, method: str, noise: str = "none") -> tuple:
         """The advanced settings a preset, method and noise setting amount to, to fill the form with.
@@ -63,6 +77,9 @@ class FitTab(CloudInputs, ModelTab):
         Returns (steps, width, depth, eikonal weight, area weight, mesh resolution); a weight the
         method does not have is 0 and its field is locked.
         """
+        if is_reconstructor(method):  # no network: every field empty, the weights locked
+            return (None, None, None, gr.Number(value=None, interactive=False),
+                    gr.Number(value=None, interactive=False), None)
         if preset not in self.presets or method not in METHODS or (noise or "none") not in NOISE_SETTINGS:
             return (gr.skip(),) * 6
         config = self.presets[preset].config(method, noise=noise or "none")
@@ -126,14 +143,23 @@ class FitTab(CloudInputs, ModelTab):
         return summary
 
 
-    def check_fit(self, cloud, example, method, preset, steps, width, depth, eikonal_weight, area_weight,
-                  seed, mesh_resolution, noise=None) -> None:
-        """The UI's first step before /fit: check the settings (the cloud is parsed once, by /fit)."""
+    def _checked(self, cloud, example, method, preset, octree_depth, trim_quantile, **form) -> tuple:
+        """Validate /fit's inputs (the cloud is parsed once, later, by /fit); returns (the app preset,
+        the method's config: a FitConfig, or a reconstructor's)."""
         check_cloud_choice(cloud, example, max_bytes=self.limits.max_upload_bytes)
         check_method(method)
-        settings = check_settings(method, steps=steps, width=width, depth=depth, eikonal_weight=eikonal_weight,
-                                  area_weight=area_weight, seed=seed, resolution=mesh_resolution, noise=noise)
-        self._config(check_preset(preset, self.presets), method, settings)
+        app_preset = check_preset(preset, self.presets)
+        settings = check_settings(method, **form)
+        if is_reconstructor(method):
+            return app_preset, check_poisson_settings(octree_depth, trim_quantile)
+        return app_preset, self._config(app_preset, method, settings)
+
+    def check_fit(self, cloud, example, method, preset, steps, width, depth, eikonal_weight, area_weight,
+                  seed, mesh_resolution, noise=None, octree_depth="auto", trim_quantile=None) -> None:
+        """The UI's first step before /fit: check the settings (the cloud is parsed once, by /fit)."""
+        self._checked(cloud, example, method, preset, octree_depth, trim_quantile, steps=steps, width=width,
+                      depth=depth, eikonal_weight=eikonal_weight, area_weight=area_weight, seed=seed,
+                      resolution=mesh_resolution, noise=noise)
 
     @catch_all("The fit failed")
     def fit(
@@ -150,17 +176,23 @@ class FitTab(CloudInputs, ModelTab):
         seed: int = 0,
         mesh_resolution: int | None = None,
         noise: str = "none",
+        octree_depth: str | int = "auto",
+        trim_quantile: float = 0.02,
         current: dict | None = None,
         request: gr.Request = None,
     ) -> Iterator[tuple]:
         """Fit a signed distance function to a point cloud, streaming progress as it trains.
+
+        With method "poisson", Screened Poisson reconstructs a mesh instead (seconds, no network).
 
         Args:
             cloud: a point cloud file (.npy .npz .xyz .txt .pts .ply .obj .off .stl), uploaded or
                 given as an http(s) URL (at most 100 MB, downloaded within 30 s); when given it is
                 used instead of `example`.
             example: a built-in example id (e.g. "torus"), used when `cloud` is empty.
-            method: "diffcd", "igr", "neural-pull" or "siren".
+            method: "diffcd", "igr", "neural-pull", "siren", or "poisson" (Screened Poisson: a
+                classical reconstruction in seconds, no network; it takes no steps, network, loss
+                weights, mesh resolution or noise setting, only octree_depth and trim_quantile).
             preset: a fit size: "cpu-quick", "gpu-demo", "paper" (see the preset dropdown).
             steps: training steps; None uses the preset's.
             width: features per hidden layer; None uses the preset's.
@@ -172,6 +204,10 @@ class FitTab(CloudInputs, ModelTab):
             noise: the paper's setting for the cloud's noise: "none", "medium" (eikonal weight
                 0.5) or "max" (eikonal weight 1.0 and a 20x lower learning rate); an explicit
                 eikonal_weight wins.
+            octree_depth: Screened Poisson only: the octree depth, 5 to 10, or "auto" (chosen from
+                the point count: 8 for 16k to 65k points).
+            trim_quantile: Screened Poisson only: the share (0 to 0.2) of least supported vertices
+                removed, i.e. surface the points do not support.
 
         Returns:
             A stream of updates. Each carries the latest mesh snapshot (GLB, every few seconds),
@@ -179,16 +215,14 @@ class FitTab(CloudInputs, ModelTab):
             steps_per_second, eta_seconds, valid_surface_fraction, losses, stage). The last update
             adds the final mesh, a metrics table (against the ground truth when the example has
             one; cloud↔surface distances always) and downloads: GLB, PLY, OBJ and a checkpoint
-            zip (config.json + model.safetensors, loadable with diffcd.load_sdf).
+            zip (config.json + model.safetensors, loadable with diffcd.load_sdf). Screened Poisson
+            streams its stages instead (starting, normals, solve, trim, scoring) and has no loss
+            curve, snapshots or checkpoint zip.
         """
-        check_cloud_choice(cloud, example, max_bytes=self.limits.max_upload_bytes)
-        check_method(method)
-        app_preset = check_preset(preset, self.presets)
-        settings = check_settings(method, steps=steps, width=width, depth=depth,
-                                  eikonal_weight=eikonal_weight, area_weight=area_weight, seed=seed,
-                                  resolution=mesh_resolution, noise=noise)
-        config = self._config(app_preset, method, settings)
-        title = METHODS[method].title
+        app_preset, config = self._checked(cloud, example, method, preset, octree_depth, trim_quantile, steps=steps,
+                                           width=width, depth=depth, eikonal_weight=eikonal_weight,
+                                           area_weight=area_weight, seed=seed, resolution=mesh_resolution, noise=noise)
+        title = ALL_METHODS[method].title
         stopped = self._stop_check(request, "fit")
         with self._job(request, "fit") as job:
             loaded = self._read_cloud(cloud, example, request, warn=False)
@@ -204,8 +238,18 @@ class FitTab(CloudInputs, ModelTab):
                                  progress=self._progress(None, stage="cancelled", title=title))
                 return
             budget = job.budget(self.limits.max_request_seconds)
-            yield from self._fit_on_device(loaded, method, title, config, app_preset, notes, stopped, budget,
+            yield from self._run_on_device(loaded, method, title, config, app_preset, notes, stopped, budget,
                                            request)
+
+    def _run_on_device(self, loaded: LoadedCloud, method: str, title: str, config, app_preset: AppPreset,
+                       notes: str, stopped, budget: Budget, request) -> Iterator[tuple]:
+        """The job once it holds the device: a neural fit, or a reconstructor's run."""
+        if not is_reconstructor(method):
+            yield from self._fit_on_device(loaded, method, title, config, app_preset, notes, stopped, budget, request)
+            return
+        for changed in self._reconstruct_on_device(loaded, method, config, app_preset, notes, stopped, budget,
+                                                   request):
+            yield fit_update(**changed)
 
     def _fit_on_device(self, loaded: LoadedCloud, method: str, title: str, config, app_preset: AppPreset,
                        notes: str, stopped, budget: Budget, request) -> Iterator[tuple]:
@@ -285,7 +329,12 @@ class FitSettings:
 
     method: gr.Dropdown
     method_info: gr.Markdown
+    reconstructor: gr.Group
+    """Screened Poisson's settings, shown only when it is chosen."""
+    octree_depth: gr.Dropdown
+    trim_quantile: gr.Slider
     preset: gr.Dropdown
+    settings: gr.Accordion
     steps: gr.Number
     seed: gr.Number
     width: gr.Number
@@ -301,9 +350,15 @@ class FitSettings:
     def layout(cls, presets: dict[str, AppPreset], default_preset: str) -> FitSettings:
         method = gr.Dropdown(method_choices(), value="diffcd", label="Method", elem_id="fit-method")
         method_info = gr.Markdown(method_summary("diffcd"))
+        with gr.Group(visible=False) as reconstructor:
+            octree_depth = gr.Dropdown([("auto (from the point count)", "auto"), *((str(d), d) for d in OCTREE_DEPTHS)],
+                                       value="auto", label="Octree depth", elem_id="fit-octree-depth",
+                                       info="Finer surface detail with each level; time and memory grow about 4x.")
+            trim_quantile = gr.Slider(0, MAX_TRIM_QUANTILE, value=0.02, step=0.005, label="Density trim quantile",
+                                      info="Share of least supported vertices removed.", elem_id="fit-trim")
         preset = gr.Dropdown(preset_choices(presets), value=default_preset, label="Preset",
                              info="Network size, steps and mesh resolution.", elem_id="fit-preset")
-        with gr.Accordion("Advanced settings (filled in from the preset and method)", open=False):
+        with gr.Accordion("Advanced settings (filled in from the preset and method)", open=False) as settings:
             with gr.Row():
                 steps = gr.Number(None, label="Steps", precision=0)
                 seed = gr.Number(0, label="Seed", precision=0)
@@ -320,8 +375,8 @@ class FitSettings:
         with gr.Row():
             fit_button = gr.Button("Fit", variant="primary", elem_id="fit-button")
             stop_button = gr.Button("Stop", variant="stop", elem_id="fit-stop")
-        return cls(method, method_info, preset, steps, seed, width, depth, eikonal, area, resolution, noise,
-                   fit_button, stop_button)
+        return cls(method, method_info, reconstructor, octree_depth, trim_quantile, preset, settings, steps, seed,
+                   width, depth, eikonal, area, resolution, noise, fit_button, stop_button)
 
     @property
     def advanced(self) -> list:
@@ -387,7 +442,7 @@ class FitView:
         s, r = self.settings, self.results
         self.picker.bind(events, public=True)
         inputs = [self.picker.upload, self.picker.example, s.method, s.preset, s.steps, s.width, s.depth, s.eikonal,
-                  s.area, s.seed, s.resolution, s.noise, current]
+                  s.area, s.seed, s.resolution, s.noise, s.octree_depth, s.trim_quantile, current]
         outputs = [current if name == "current" else getattr(r, name) for name in FIT_OUTPUTS]
         s.fit_button.click(events.check_fit, inputs[:-1], None, **CHECK) \
             .success(events.fit, inputs, outputs, api_name="fit", **COMPUTE) \
@@ -400,6 +455,7 @@ class FitView:
         for trigger in (s.preset.change, s.method.change, s.noise.change):
             trigger(events.preset_settings, form, s.advanced, **INSTANT)
         s.method.change(method_summary, [s.method], [s.method_info], **INSTANT)
+        s.method.change(events.method_form, [s.method], [s.preset, s.settings, s.reconstructor, s.noise], **INSTANT)
         demo.load(events.preset_settings, form, s.advanced, **INSTANT)
 
     def bind_model_section(self, events: FitTab, *, current: gr.State) -> None:

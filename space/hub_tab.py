@@ -149,8 +149,15 @@ class HubTab(AppContext):
         """The UI's first step before /push_checkpoint (the token is only checked for presence)."""
         self._push_inputs(repo_id, token, include_cloud, current, oauth_token)
 
+    def push_availability(self, current: dict | None) -> tuple:
+        """The push button and its note for the session's current model: a run without a network
+        (Screened Poisson) has nothing to push, and the note says so (network_absent_reason)."""
+        reason = self._network_absent(current)
+        return gr.Button(interactive=reason is None), reason or ""
+
     def _push_inputs(self, repo_id, token, include_cloud, current, oauth_token):
         current = self._current(current)
+        self._require_network(current)
         repo_id = check_repo_id(repo_id)
         secret = (token or "").strip() or (oauth_token.token if oauth_token is not None else None)
         if not secret:
@@ -168,6 +175,8 @@ class HubTab(AppContext):
                         oauth_token: gr.OAuthToken | None = None,
                         request: gr.Request = None) -> tuple[str, str]:
         """Publish this session's current model (its last fit or pull) to a Hub repo of yours.
+
+        A Screened Poisson run has no network and is refused with a sentence that says so.
 
         The commit holds model.safetensors and config.json as exported, a model card, mesh.glb,
         metrics.json when there are metrics and, on request, a subsample of the input cloud. The
@@ -215,6 +224,8 @@ class HubView:
     private: gr.Checkbox
     include_cloud: gr.Checkbox
     push_button: gr.Button
+    push_note: gr.Markdown
+    """Why pushing is off (the current model is a run without a network), else empty."""
     commit_url: gr.Textbox
     status: gr.Markdown
     view: gr.Model3D
@@ -251,6 +262,7 @@ class HubView:
                         private = gr.Checkbox(False, label="Private repo")
                         include_cloud = gr.Checkbox(False, label="Include the input cloud (≤ 20k points)")
                     push_button = gr.Button("Push", elem_id="hub-push")
+                    push_note = gr.Markdown("", elem_id="hub-push-note")
                     commit_url = gr.Textbox(label="Commit URL", interactive=False, elem_id="hub-commit-url")
                 with gr.Column(scale=2):
                     status = gr.Markdown("", elem_id="hub-status")
@@ -258,7 +270,8 @@ class HubView:
                     info = gr.Markdown("")
                     downloads = gr.File(label="Downloads", file_count="multiple", interactive=False)
         return cls(author, search, list_button, table, featured_note, pick, repo, revision, resolution, pull_button,
-                   push_repo, token, private, include_cloud, push_button, commit_url, status, view, info, downloads)
+                   push_repo, token, private, include_cloud, push_button, push_note, commit_url, status, view, info,
+                   downloads)
 
     def bind(self, events: HubTab, *, current: gr.State, demo: gr.Blocks) -> None:
         """/list_checkpoints, /pull_checkpoint and /push_checkpoint; picking a listed repo (from the
@@ -275,6 +288,7 @@ class HubView:
                      [self.view, self.info, self.downloads, self.status, current], api_name="pull_checkpoint",
                      **COMPUTE)
         push_inputs = [self.push_repo, self.token, self.private, self.include_cloud, current]
+        current.change(events.push_availability, [current], [self.push_button, self.push_note], **INSTANT)
         self.push_button.click(events.check_push, push_inputs, None, **CHECK) \
             .success(events.push_checkpoint, push_inputs, [self.commit_url, self.status],
                      api_name="push_checkpoint", concurrency_limit=2)

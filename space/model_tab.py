@@ -36,7 +36,7 @@ class ModelTab(AppContext):
 
     def check_extract(self, resolution, current) -> None:
         """The UI's first step before /extract_mesh."""
-        self._current(current)
+        self._require_network(self._current(current))
         check_resolution(resolution)
 
     @catch_all("Cannot mesh this model")
@@ -51,6 +51,7 @@ class ModelTab(AppContext):
             The mesh (GLB), downloads (GLB, PLY, OBJ) and a status line.
         """
         current = self._current(current)
+        self._require_network(current)
         resolution = check_resolution(resolution)
         stopped = self._stop_check(request, "fit")
         with self._job(request, "re-mesh") as job:

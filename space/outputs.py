@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import trimesh
 
+from diffcd.methods import is_reconstructor
 from diffcd_space import viewer
 
 EXPORT_FILES = ("config.json", "model.safetensors", "summary.json", "metrics.csv", "eval.json",
@@ -32,6 +33,22 @@ METRIC_ROWS = (
     ("cloud_distances", "surface_to_cloud_mean", "Surface → cloud, mean",
      "large: surface where there is no data"),
     ("cloud_distances", "surface_to_cloud_max", "Surface → cloud, max", "the most spurious surface point"),
+)
+TRAINING_ROWS = (
+    # (key, label, what it says)
+    ("steps", "Steps", "training steps done"),
+    ("fit_seconds", "Fit time (s)", "wall time, compilation and snapshots included"),
+    ("steps_per_second", "Steps per second", "training only"),
+    ("compile_seconds", "Compile time (s)", "XLA compilation of the training chunk"),
+    ("nan_steps_skipped", "NaN steps skipped", "updates dropped for a non-finite gradient"),
+    ("mesh_vertices", "Mesh vertices", "of the final mesh"),
+)
+RECONSTRUCTION_ROWS = (
+    ("fit_seconds", "Wall time (s)", "the whole reconstruction, its process's start included"),
+    ("normals_seconds", "Normals (s)", "estimating and orienting normals (none when the cloud has them)"),
+    ("solve_seconds", "Solve (s)", "the Screened Poisson solve on the octree"),
+    ("trim_seconds", "Trim (s)", "removing the least supported vertices"),
+    ("mesh_vertices", "Mesh vertices", "of the final mesh"),
 )
 COMPARE_COLUMNS = (
     ("cloud_distances", "cloud_to_surface_mean", "cloud→surface mean"),
@@ -71,17 +88,20 @@ def metrics_table(summary: dict, units: str = "") -> pd.DataFrame:
         if units and key not in ("normal_angle_deg", "fscore", "chamfer_squared"):
             text += f" {units}"
         rows.append((label, text, meaning))
-    for key, label, meaning in (
-        ("steps", "Steps", "training steps done"),
-        ("fit_seconds", "Fit time (s)", "wall time, compilation and snapshots included"),
-        ("steps_per_second", "Steps per second", "training only"),
-        ("compile_seconds", "Compile time (s)", "XLA compilation of the training chunk"),
-        ("nan_steps_skipped", "NaN steps skipped", "updates dropped for a non-finite gradient"),
-        ("mesh_vertices", "Mesh vertices", "of the final mesh"),
-    ):
+    for key, label, meaning in RECONSTRUCTION_ROWS if is_reconstruction(summary) else TRAINING_ROWS:
         if summary.get(key) is not None:
             rows.append((label, number(summary[key]), meaning))
     return pd.DataFrame(rows, columns=["metric", "value", "what it says"])
+
+
+def is_reconstruction(summary: dict) -> bool:
+    """Whether a run summary is a classical reconstructor's (no network, no steps)."""
+    return is_reconstructor(str(summary.get("method")))
+
+
+def wall_seconds(summary: dict) -> float:
+    """Seconds from a method's start to its mesh: training (or the reconstruction) plus meshing."""
+    return float(summary.get("fit_seconds") or 0.0) + float(summary.get("mesh_seconds") or 0.0)
 
 
 def mesh_files(mesh: trimesh.Trimesh, folder: Path, name: str, *, ply_from: Path | None = None) -> list[Path]:
@@ -112,14 +132,18 @@ def checkpoint_zip(folder: Path, name: str, files: tuple[str, ...]) -> Path:
     return archive
 
 
-def run_downloads(run_dir: Path, name: str) -> tuple[str | None, list[str]]:
-    """(the GLB the viewer shows, the download files): the shown GLB is the downloaded one."""
+def run_downloads(run_dir: Path, name: str, *, checkpoint: bool = True) -> tuple[str | None, list[str]]:
+    """(the GLB the viewer shows, the download files): the shown GLB is the downloaded one.
+
+    `checkpoint`: add the checkpoint zip (a run without a network has none)."""
     files: list[Path] = []
     if (run_dir / "mesh.ply").is_file():
         files = mesh_files(trimesh.load(run_dir / "mesh.ply", process=False), run_dir, name,
                            ply_from=run_dir / "mesh.ply")
-    files.append(checkpoint_zip(run_dir, name, EXPORT_FILES))
-    return (str(files[0]) if len(files) > 1 else None), [str(f) for f in files]
+    shown = str(files[0]) if files else None
+    if checkpoint:
+        files.append(checkpoint_zip(run_dir, name, EXPORT_FILES))
+    return shown, [str(f) for f in files]
 
 
 def error_message(error: BaseException, secret: str | None = None) -> str:

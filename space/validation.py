@@ -15,14 +15,20 @@ from pathlib import Path
 import gradio as gr
 from gradio_client import utils as client_utils
 
-from diffcd import METHODS, DiffCDError, PointCloud, load_point_cloud
-from diffcd.presets import NOISE_SETTINGS
+from diffcd import METHODS, DiffCDError, PointCloud, load_point_cloud, poisson
 from diffcd.errors import DiffCDWarning
+from diffcd.methods import ALL_METHODS, RECONSTRUCTORS, is_reconstructor
+from diffcd.presets import NOISE_SETTINGS
 from diffcd_space.examples import Example, get_example, list_examples
 from diffcd_space.presets import AppPreset
 
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 512
 MAX_STEPS = 200_000
+MAX_COMPARED = 4
+"""Most methods one comparison runs (the Compare tab has this many viewers)."""
+OCTREE_DEPTHS = (5, 6, 7, 8, 9, 10)
+"""Screened Poisson octree depths the app offers ("auto" picks one from the point count)."""
+MAX_TRIM_QUANTILE = 0.2
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -132,20 +138,34 @@ def check_cloud_choice(upload, example_id: str | None, *, max_bytes: int | None)
         check_file_size(Path(text), max_bytes)
 
 
+def method_available(method: str) -> bool:
+    """Whether this server can run `method`: a training method always, Screened Poisson with Open3D."""
+    return method in ALL_METHODS and (not is_reconstructor(method) or poisson.available())
+
+
+def offered_methods() -> list[str]:
+    """The methods a chooser lists: every one of ALL_METHODS this server can run, in its order."""
+    return [name for name in ALL_METHODS if method_available(name)]
+
+
 def check_method(method: str) -> str:
-    if method not in METHODS:
-        raise gr.Error(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    if method not in ALL_METHODS:
+        raise gr.Error(f"Unknown method {method!r}; choose one of {', '.join(offered_methods())}.")
+    if not method_available(method):
+        raise gr.Error(f"{ALL_METHODS[method].title} needs Open3D, which this server does not have (pip install "
+                       "'diffcd[poisson]' and the system libraries of packages.txt); choose another method.",
+                       title="Method not installed")
     return method
 
 
 def check_methods(methods) -> list[str]:
-    """Two to four distinct registered methods, in the registry's order."""
+    """Two to MAX_COMPARED distinct methods this server can run, in the registry's order."""
     chosen = list(dict.fromkeys(methods or []))
     for method in chosen:
         check_method(method)
-    if not 2 <= len(chosen) <= len(METHODS):
-        raise gr.Error(f"Choose two to {len(METHODS)} methods to compare (you chose {len(chosen)}).")
-    return [m for m in METHODS if m in chosen]
+    if not 2 <= len(chosen) <= MAX_COMPARED:
+        raise gr.Error(f"Choose two to {MAX_COMPARED} methods to compare (you chose {len(chosen)}).")
+    return [m for m in ALL_METHODS if m in chosen]
 
 
 def check_preset(preset: str, presets: dict[str, AppPreset]) -> AppPreset:
@@ -154,16 +174,17 @@ def check_preset(preset: str, presets: dict[str, AppPreset]) -> AppPreset:
     return presets[preset]
 
 
-def _optional_number(value, name: str, *, low: float, high: float, integer: bool):
+def _optional_number(value, name: str, *, low: float, high: float, integer: bool,
+                     empty: str = "the preset's value"):
     if value is None or value == "":
         return None
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise gr.Error(f"{name} must be a number; leave it empty to use the preset's value.") from None
+        raise gr.Error(f"{name} must be a number; leave it empty to use {empty}.") from None
     if not math.isfinite(number) or not low <= number <= high:
         raise gr.Error(f"{name} must lie between {low:g} and {high:g} (got {value}); "
-                       "leave it empty to use the preset's value.")
+                       f"leave it empty to use {empty}.")
     if integer:
         if number != int(number):
             raise gr.Error(f"{name} must be a whole number (got {value}).")
@@ -193,6 +214,8 @@ def check_settings(method: str, *, steps=None, width=None, depth=None, eikonal_w
                                        high=MAX_RESOLUTION, integer=True),
         "seed": _optional_number(seed, "Seed", low=0, high=2**31 - 1, integer=True) or 0,
     }
+    if is_reconstructor(method):
+        return _reconstructor_settings(method, settings)
     fields = {f.name for f in dataclasses.fields(METHODS[method].config_type)}
     for key, term in (("eikonal_weight", "eikonal"), ("area_weight", "area")):
         if key not in fields:
@@ -201,6 +224,35 @@ def check_settings(method: str, *, steps=None, width=None, depth=None, eikonal_w
                                "empty or 0.")
             settings[key] = None
     return settings
+
+
+def _reconstructor_settings(method: str, settings: dict) -> dict:
+    """A reconstructor trains no network: refuse the settings of one (the seed only picks a subsample)."""
+    title = RECONSTRUCTORS[method].title
+    weights = [name for key, name in (("eikonal_weight", "eikonal"), ("area_weight", "area")) if settings[key]]
+    if weights:
+        raise gr.Error(f"{title} has no loss, so it takes no {' or '.join(weights)} weight; leave the loss weights "
+                       "empty.", title="Invalid settings")
+    given = [name for key, name in (("steps", "steps"), ("width", "network width"), ("depth", "network depth"),
+                                    ("resolution", "mesh resolution")) if settings[key] is not None]
+    given += ["noise setting"] if settings["noise"] != "none" else []
+    if given:
+        raise gr.Error(f"{title} trains no network, so the {', '.join(given)} {'does' if len(given) == 1 else 'do'} "
+                       "not apply to it; leave them empty (its settings are the octree depth and the trim "
+                       "quantile).", title="Invalid settings")
+    return {"seed": settings["seed"]}
+
+
+def check_poisson_settings(octree_depth="auto", trim_quantile=None) -> poisson.PoissonConfig:
+    """Screened Poisson's settings: octree depth "auto" (from the point count) or 5 to 10, and the share
+    of least supported vertices trimmed, 0 to MAX_TRIM_QUANTILE."""
+    depth = None
+    if octree_depth not in (None, "", "auto"):
+        depth = _optional_number(octree_depth, "Octree depth", low=OCTREE_DEPTHS[0], high=OCTREE_DEPTHS[-1],
+                                 integer=True, empty="a depth chosen from the point count ('auto')")
+    trim = _optional_number(trim_quantile, "Trim quantile", low=0, high=MAX_TRIM_QUANTILE, integer=False,
+                            empty="the default of 0.02")
+    return poisson.PoissonConfig(depth=depth, **({} if trim is None else {"trim_quantile": trim}))
 
 
 def check_resolution(resolution) -> int:
