@@ -5,8 +5,10 @@
 writes OUT_DIR, a folder that is the Space: app.py, the packages under their import names
 (diffcd/, diffcd_hub/ from hub/, diffcd_space/ from space/, as pyproject.toml's package-dir maps
 them), the built-in examples, docs/ (the README's pictures and the pages it links), README.md
-(its YAML header is the Space's configuration) and a requirements.txt: pyproject.toml's
-dependencies with jax[cuda12] in place of jax. A Space installs
+(its YAML header is the Space's configuration), a requirements.txt: pyproject.toml's
+dependencies with jax[cuda12] in place of jax, and the `poisson` extra (Open3D's CPU build, for
+Screened Poisson), and packages.txt: the Debian libraries Open3D loads, which a Space installs
+with apt. A Space installs
 that requirements.txt before its files are copied in, so it cannot install the project itself;
 app.py imports the packages from the Space's root instead. With --push it also creates the Space
 (Gradio SDK) if needed and uploads the folder in one commit (HF_ENDPOINT chooses the Hub, as for
@@ -24,12 +26,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
-FILES = ("app.py", "README.md", "LICENSE")
+FILES = ("app.py", "README.md", "LICENSE", "packages.txt")
+"""packages.txt: the system libraries Open3D needs (libGL, libEGL, ...), which a Space apt-installs."""
 EXAMPLES = "examples"
 DOCS = "docs"
 """The README's pictures (docs/images/) and the pages it links, so that both work on the Space's page."""
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.partial", "*.pyi")
 CPU_JAX = re.compile(r"^jax\s*(?=[<>=!~;]|$)")
+SPACE_EXTRAS = ("poisson",)
+"""Optional dependencies a Space installs too: Screened Poisson (Open3D) is one of the app's methods."""
 
 __all__ = ["packages", "space_requirements", "write_space", "push_space", "main"]
 
@@ -48,12 +53,17 @@ def packages() -> dict[str, str]:
 
 
 def space_requirements() -> str:
-    """requirements.txt of the Space: pyproject.toml's dependencies with JAX's CUDA 12 build."""
-    body = [CPU_JAX.sub("jax[cuda12]", line) for line in _pyproject()["project"]["dependencies"]]
+    """requirements.txt of the Space: pyproject.toml's dependencies with JAX's CUDA 12 build, then the
+    extras of SPACE_EXTRAS (Open3D for Screened Poisson)."""
+    project = _pyproject()["project"]
+    body = [CPU_JAX.sub("jax[cuda12]", line) for line in project["dependencies"]]
     if not any(line.startswith("jax[cuda12]") for line in body):
         raise SystemExit(f"error: {PYPROJECT} lists no jax dependency to replace with jax[cuda12]")
+    for extra in SPACE_EXTRAS:
+        body += project["optional-dependencies"][extra]
     header = ["# Written by `python -m diffcd_space.deploy` from pyproject.toml's dependencies:",
-              "# the app's requirements with JAX's CUDA 12 build, for a Space with GPU hardware."]
+              "# the app's requirements with JAX's CUDA 12 build, for a Space with GPU hardware,",
+              f"# and the extras {', '.join(SPACE_EXTRAS)} (Open3D's CPU build: Screened Poisson)."]
     return "\n".join(header + body) + "\n"
 
 
@@ -110,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace the folder's contents")
     args = parser.parse_args(argv)
     folder = write_space(args.out, hardware=args.hardware, overwrite=args.overwrite)
-    print(f"wrote the Space to {folder} (requirements.txt with jax[cuda12])")
+    print(f"wrote the Space to {folder} (requirements.txt with jax[cuda12] and Open3D, packages.txt)")
     if args.push:
         try:
             url = push_space(folder, args.push, private=args.private, token=args.token)

@@ -22,9 +22,13 @@ def _project() -> dict:
 def test_the_space_folder_has_the_cuda_requirements_and_everything_the_app_needs(tmp_path):
     out = deploy.write_space(tmp_path / "space", hardware="a10g-small")
     requirements = [line for line in (out / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
-    # one source: pyproject.toml's dependencies, with only JAX's build changed
+    # one source: pyproject.toml's dependencies, with only JAX's build changed, then Screened Poisson's extra
     assert requirements == [line.replace("jax>=", "jax[cuda12]>=") if line.startswith("jax>=") else line
-                            for line in _project()["dependencies"]]
+                            for line in _project()["dependencies"]] + _project()["optional-dependencies"]["poisson"]
+    assert any(line.startswith("open3d-cpu") for line in requirements)
+    # the Debian libraries Open3D loads, which a Space apt-installs from packages.txt
+    assert (out / "packages.txt").read_text() == (ROOT / "packages.txt").read_text()
+    assert {"libgl1", "libegl1"} <= set((out / "packages.txt").read_text().split())
     assert "jax[cuda12]>=" in "".join(requirements) and _project()["optional-dependencies"]["cuda12"] == [
         line for line in requirements if line.startswith("jax[cuda12]")]
     readme = (out / "README.md").read_text()
@@ -73,6 +77,7 @@ def test_deploy_pushes_the_space(hub, tmp_path, capsys, monkeypatch):
     assert deploy.main([str(tmp_path / "space"), "--push", f"{USER}/diffcd-demo", "--token", TOKEN]) == 0
     assert TOKEN not in capsys.readouterr().out
     files = HfApi(endpoint=hub.url, token=TOKEN).list_repo_files(f"{USER}/diffcd-demo", repo_type="space")
-    assert {"app.py", "README.md", "requirements.txt", "diffcd_space/ui.py", "examples/index.json"} <= set(files)
+    assert {"app.py", "README.md", "requirements.txt", "packages.txt", "diffcd_space/ui.py",
+            "examples/index.json"} <= set(files)
     path = hf_hub_download(f"{USER}/diffcd-demo", "requirements.txt", repo_type="space", endpoint=hub.url, token=TOKEN)
     assert "jax[cuda12]" in open(path).read()
