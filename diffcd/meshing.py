@@ -73,6 +73,8 @@ class MeshResult:
     """How many grid points the SDF was evaluated at (dense: resolution³)."""
     fallback_blocks: int = 0
     """Leaf blocks evaluated because a skip was contradicted (0 when |∇f| <= lipschitz held)."""
+    refuted_blocks: int = 0
+    """Blocks of every level whose skip their corners refuted, refined instead (0 likewise)."""
 
 
 def grid_axis(resolution: int, bound: float = BOX) -> tuple[np.ndarray, float]:
@@ -110,7 +112,9 @@ def evaluate_coarse_to_fine(
     Skipping a block whose centre value exceeds `lipschitz` x its half-diagonal is safe only if
     |∇f| <= lipschitz. That is checked on what was evaluated, and blocks where it fails are
     evaluated after all (see `_verify`). Returns the grid values and the number of SDF
-    evaluations made; `stats`, when given, receives how many leaf blocks the check added.
+    evaluations made; `stats`, when given, receives how many leaf blocks the check added
+    ("fallback_blocks") and how many skips the corner check refuted on the way down
+    ("refuted_blocks"): both 0 where |∇f| <= lipschitz held.
     """
     axis, step = grid_axis(resolution, bound)
     grid = _LeafGrid(resolution, leaf_cells)
@@ -119,6 +123,7 @@ def evaluate_coarse_to_fine(
     count = math.ceil(grid.cells / size)
     blocks = np.stack(np.meshgrid(*[np.arange(count)] * 3, indexing="ij"), -1).reshape(-1, 3)
     evaluations = 0
+    refuted = 0
     while True:
         _check_stop(should_stop)
         start = np.minimum(blocks * size, grid.cells)
@@ -140,6 +145,7 @@ def evaluate_coarse_to_fine(
             axis=1,
         )
         near[np.flatnonzero(~near)[contradicted]] = True
+        refuted += int(np.count_nonzero(contradicted))
         grid.fill(blocks[~near], size // leaf_cells, centre_values[~near])
         blocks = blocks[near]
         if size == leaf_cells or len(blocks) == 0:
@@ -162,6 +168,7 @@ def evaluate_coarse_to_fine(
         added += len(fresh)
     if stats is not None:
         stats["fallback_blocks"] = added
+        stats["refuted_blocks"] = refuted
     return values, evaluations
 
 
@@ -332,7 +339,7 @@ def extract_mesh(
     """
     if resolution < 8:
         raise ValueError("mesh resolution must be at least 8")
-    stats = {"fallback_blocks": 0}
+    stats = {"fallback_blocks": 0, "refuted_blocks": 0}
     if coarse_to_fine:
         values, evaluations = evaluate_coarse_to_fine(
             evaluate, resolution, bound, lipschitz=lipschitz, should_stop=should_stop, stats=stats
@@ -347,4 +354,4 @@ def extract_mesh(
             f"The mesh has {len(faces):,} triangles, more than the limit of {max_faces:,}. "
             "Mesh at a lower resolution."
         )
-    return MeshResult(vertices, faces, evaluations, stats["fallback_blocks"])
+    return MeshResult(vertices, faces, evaluations, stats["fallback_blocks"], stats["refuted_blocks"])
