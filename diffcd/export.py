@@ -28,7 +28,7 @@ from diffcd.errors import CheckpointError, LimitError
 from diffcd.jsonscan import json_depth
 from diffcd.io import Normalization
 from diffcd.methods import METHODS
-from diffcd.networks import NetworkConfig, expected_shapes, flatten_params, unflatten_params
+from diffcd.networks import NetworkConfig, expected_shapes, flatten_params, grid_resolutions, unflatten_params
 from diffcd.sdf import FittedSDF
 
 FORMAT = "diffcd-sdf"
@@ -59,6 +59,17 @@ class NetworkLimits:
     """Largest first-layer frequency of a sine network (SIREN uses 30); mesh size grows with it."""
     max_softplus_beta: float = 1e5
     """Sharpest softplus (the paper uses 100)."""
+    max_grid_levels: int = 16
+    """Most levels of a grid encoding (compile time grows with them)."""
+    max_grid_resolution: int = 512
+    """Most grid points per axis of one grid level (its table has this cubed x features values)."""
+    max_grid_features: int = 16
+    """Most features per grid level."""
+    max_grid_parameters: int = 40_000_000
+    """Most values in all grid tables together (float32: 4 bytes each; within max_parameters too)."""
+    max_fourier_bands: int = 10
+    """Most Fourier bands: the highest frequency is 2^(bands-1) pi (512 pi at 10), and the mesh's
+    size grows with it as with a sine network's omega."""
     max_config_bytes: int = 1 << 20
     """Largest config.json, checked before it is read."""
     max_json_depth: int = 32
@@ -90,6 +101,20 @@ def _versions() -> dict[str, str]:
             "numpy": np.__version__, "safetensors": safetensors.__version__}
 
 
+_ENCODING_FIELDS = ("encoding", "encoding_levels", "encoding_level_steps", "encoding_learning_rate_scale",
+                    "grid_min_resolution", "grid_max_resolution", "grid_features")
+"""The network settings of an input encoding; an export of a plain MLP leaves them out, so that
+diffcd versions before encodings still read it."""
+
+
+def network_settings(network: NetworkConfig) -> dict[str, Any]:
+    """config.json's "network" object: every setting, the encoding's only with an encoding."""
+    settings = dataclasses.asdict(network)
+    if network.encoding == "none":
+        settings = {k: v for k, v in settings.items() if k not in _ENCODING_FIELDS}
+    return settings
+
+
 def export_config(fitted: FittedSDF, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """The config.json content of an export."""
     method_config = fitted.method_config
@@ -98,7 +123,7 @@ def export_config(fitted: FittedSDF, metadata: dict[str, Any] | None = None) -> 
         "schema_version": SCHEMA_VERSION,
         "method": fitted.method,
         "method_config": dataclasses.asdict(method_config) if method_config is not None else None,
-        "network": dataclasses.asdict(fitted.network),
+        "network": network_settings(fitted.network),
         "normalization": fitted.normalization.to_dict(),
         "steps": int(fitted.steps),
         "seed": int(fitted.seed),
@@ -179,7 +204,10 @@ def _is_number(value: Any) -> bool:
 
 
 _NETWORK_TYPES = {"hidden_layers": "int", "width": "int", "skip_layers": "ints", "activation": "str",
-                  "softplus_beta": "number", "sine_omega": "number", "init_radius": "number"}
+                  "softplus_beta": "number", "sine_omega": "number", "init_radius": "number",
+                  "encoding": "str", "encoding_levels": "int", "encoding_level_steps": "int",
+                  "encoding_learning_rate_scale": "number", "grid_min_resolution": "int",
+                  "grid_max_resolution": "int", "grid_features": "int"}
 
 
 def bounded_network(config: dict[str, Any], limits: NetworkLimits = DEFAULT_LIMITS, *,
@@ -226,15 +254,43 @@ def bounded_network(config: dict[str, Any], limits: NetworkLimits = DEFAULT_LIMI
     if activation == "softplus" and data.get("softplus_beta", 100.0) > limits.max_softplus_beta:
         raise CheckpointLimitError(f"{name}: the softplus beta = {data['softplus_beta']:g} is above the "
                                    f"{limits.max_softplus_beta:g} allowed.")
+    _check_encoding_bounds(data, limits, name)
     try:
         network = NetworkConfig(**{**data, "skip_layers": tuple(data.get("skip_layers", (4,)))})
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{name} has an invalid config.json ({exc}); re-export it.") from None
+    if network.encoding == "grid":
+        tables = sum(r**3 * network.grid_features for r in grid_resolutions(network))
+        if tables > limits.max_grid_parameters:
+            raise CheckpointLimitError(f"{name}: the grid tables hold {tables:,} values, more than the "
+                                       f"{limits.max_grid_parameters:,} allowed.")
     count = sum(math.prod(shape) for shape in expected_shapes(network).values())
     if count > limits.max_parameters:
         raise CheckpointLimitError(f"{name}: the network has {count:,} parameters, more than the "
                                    f"{limits.max_parameters:,} allowed.")
     return network
+
+
+def _check_encoding_bounds(data: dict[str, Any], limits: NetworkLimits, name: str) -> None:
+    """Levels, resolution and features of a grid, bands of a Fourier encoding, within `limits`
+    (types already checked; before the config is built or its table sizes multiplied out)."""
+    encoding = data.get("encoding", "none")
+    levels = data.get("encoding_levels", NetworkConfig.encoding_levels)
+    if encoding == "grid":
+        bounds = (("levels", levels, limits.max_grid_levels),
+                  ("points per axis", max(data.get("grid_min_resolution", NetworkConfig.grid_min_resolution),
+                                          data.get("grid_max_resolution", NetworkConfig.grid_max_resolution)),
+                   limits.max_grid_resolution),
+                  ("features per level", data.get("grid_features", NetworkConfig.grid_features),
+                   limits.max_grid_features))
+        for what, value, bound in bounds:
+            if value > bound:
+                raise CheckpointLimitError(f"{name}: the grid encoding has {value:,} {what}, more than the "
+                                           f"{bound:,} allowed.")
+    elif encoding == "fourier" and levels > limits.max_fourier_bands:
+        raise CheckpointLimitError(f"{name}: the Fourier encoding has {levels} bands, more than the "
+                                   f"{limits.max_fourier_bands} allowed (its surface would be too detailed "
+                                   "to mesh).")
 
 
 def network_from_config(config: dict[str, Any]) -> NetworkConfig:

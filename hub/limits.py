@@ -30,7 +30,8 @@ class PullLimits:
     """Bounds of one pull (``diffcd_hub.pull_checkpoint``, ``diffcd_hub.load_sdf``, ``SDFModel.from_pretrained``)."""
 
     network: NetworkLimits = field(default_factory=NetworkLimits)
-    """Largest network (parameters, width, depth, activation settings), config.json and header sizes."""
+    """Largest network (parameters, width, depth, activation settings; an input encoding's grid levels,
+    resolution, features and table values, or Fourier bands), config.json and header sizes."""
     max_card_bytes: int = 256 << 10
     """Largest README.md (model card) downloaded."""
     max_metrics_bytes: int = 256 << 10
