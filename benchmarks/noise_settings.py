@@ -27,7 +27,7 @@ RESULTS = Path(__file__).parent / "results"
 JSON_PATH = RESULTS / "noise-settings-cpu.json"
 CANDIDATES = {
     "noise-0.5": [(0.1, 1.0), (0.5, 1.0), (1.0, 1.0)],
-    "noise-1": [(0.5, 1.0), (1.0, 1.0), (1.0, 0.25), (1.0, 0.05)],
+    "noise-1": [(0.1, 1.0), (0.5, 1.0), (1.0, 1.0), (1.0, 0.05)],
 }
 """Per noise condition: (eikonal weight λ, peak learning rate as a multiple of the preset's)."""
 

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from diffcd.errors import ConfigError
-from diffcd.presets import NOISE_SETTINGS
+from diffcd.presets import NOISE_LEVELS
 
 BENCH_FILE = "bench.json"
 SETTINGS_KEYS = ("preset", "steps", "seed", "resolution", "max_points", "hidden_layers", "width", "batch_size")
@@ -246,8 +246,8 @@ def run(args: argparse.Namespace) -> int:
     shapes = dataset.discover(args.dataset)
     settings = expand_settings(args.methods)
     for noise in args.noise:
-        if noise not in NOISE_SETTINGS:
-            raise ConfigError(f"Unknown noise level {noise!r}; choose from {', '.join(NOISE_SETTINGS)}.")
+        if noise not in NOISE_LEVELS:
+            raise ConfigError(f"Unknown noise level {noise!r}; choose from {', '.join(NOISE_LEVELS)}.")
     _check_bench_file(out, {"dataset": str(Path(args.dataset).resolve()),
                             **{k: getattr(args, k) for k in SETTINGS_KEYS},
                             "methods": [s.label for s in settings]}, write=process == 0)
@@ -337,7 +337,7 @@ def add_parser(commands) -> None:
                             "poisson (Screened Poisson, no network; default protocol only), "
                             "METHOD:key=value,... (e.g. siren:area_weight=0.33, poisson:depth=9), or "
                             "paper (the paper's five)")
-    bench.add_argument("--noise", nargs="+", default=["none"], choices=list(NOISE_SETTINGS),
+    bench.add_argument("--noise", nargs="+", default=["none"], choices=list(NOISE_LEVELS),
                        help="noise levels: shapes of that level (unknown level: every level), fitted with "
                             "that level's settings")
     bench.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS), help="sizes")

@@ -201,7 +201,7 @@ def _eval(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from diffcd.methods import ALL_METHODS
     from diffcd.metrics import PROTOCOLS
-    from diffcd.presets import DEFAULT_PRESET, NOISE_SETTINGS, PRESETS
+    from diffcd.presets import DEFAULT_PRESET, NOISE_LEVELS, PAPER_NOISE_SETTINGS, PRESETS
 
     parser = argparse.ArgumentParser(
         prog="python -m diffcd",
@@ -226,9 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--resolution", type=int, help="grid resolution of the final mesh (default: the preset's)")
     fit.add_argument("--gt-mesh", help="ground-truth mesh: writes eval.json (Chamfer, normal angle, "
                      "Hausdorff, F-score) in the input's units")
-    fit.add_argument("--noise", default="none", choices=list(NOISE_SETTINGS),
-                     help="the paper's settings for noisy clouds: " + "; ".join(
-                         f"{n.name}: {n.description}" for n in NOISE_SETTINGS.values()))
+    fit.add_argument("--noise", default="none", choices=list(NOISE_LEVELS),
+                     help="how noisy the cloud is (medium: about 0.5 %% of its size, max: about 1 %%). The "
+                     "paper preset applies the paper's settings (" + "; ".join(
+                         f"{n.name}: {n.description}" for n in PAPER_NOISE_SETTINGS.values()) + "); the "
+                     "shorter presets keep the clean settings, which measured best on noisy scans there")
     fit.add_argument("--eikonal-weight", type=float, help="λ of the eikonal term (paper: 0.1; "
                      "overrides --noise)")
     fit.add_argument("--area-weight", type=float, help="μ of the area term (SIREN: 0.033 or 0.33)")

@@ -133,6 +133,19 @@ def test_noise_settings_reach_the_fit_config():
         make_config(noise="loud")
 
 
+@pytest.mark.parametrize("preset", ["cpu-quick", "cpu-5min", "gpu-demo"])
+def test_short_presets_keep_the_clean_settings_on_noisy_clouds(preset):
+    # Measured (benchmarks/results/noise-settings-cpu.md): at 1,600 steps the paper's stronger
+    # eikonal term and 20x lower learning rate made DiffCD's Chamfer distance 18-46 % larger.
+    from diffcd.presets import make_config, noise_setting
+
+    clean = make_config(preset, "diffcd")
+    for level in ("medium", "max"):
+        noisy = make_config(preset, "diffcd", noise=level)
+        assert noisy.method_config == clean.method_config and noisy.schedule == clean.schedule
+        assert "this preset" in noise_setting(preset, level).description
+
+
 def test_fit_help_lists_the_noise_settings():
     from diffcd.cli import build_parser
 

@@ -53,7 +53,7 @@ def test_plan_runs_every_cell_once_cheapest_first():
 def test_table_bolds_the_lower_chamfer_and_averages_seeds(tmp_path, monkeypatch):
     monkeypatch.setattr(guide_table, "PAGE", tmp_path / "guide.md")
     base = {"cloud": "bunny", "condition": "clean", "hausdorff_percent": 2.0, "normal_angle_deg": 10.0,
-            "fscore": 0.9, "wall_seconds": 10.0, "load_before": 1.0, "load_after": 1.5}
+            "fscore": 0.9, "wall_seconds": 10.0, "cpu_seconds": 15.0, "load_before": 1.0, "load_after": 1.5}
     rows = [{**base, "method": "poisson", "seed": 0, "chamfer_percent": 0.5},
             {**base, "method": "diffcd", "seed": 0, "chamfer_percent": 0.4, "preset": "cpu-quick"},
             {**base, "method": "diffcd", "seed": 1, "chamfer_percent": 0.6, "preset": "cpu-quick"}]
@@ -61,6 +61,10 @@ def test_table_bolds_the_lower_chamfer_and_averages_seeds(tmp_path, monkeypatch)
     page = (tmp_path / "guide.md").read_text()
     assert "| clean | **0.500** / 0.500 |" in page  # a tie goes to the classical method
     assert "0.500 (0.400, 0.600)" in page
+    assert "| 10.0 | 15 |" in page
+    rows[0]["load_after"] = 4.0  # timed beside another job: its wall time is not published
+    guide_table.write_page(rows)
+    assert "| busy | 15 |" in (tmp_path / "guide.md").read_text()
     rows[2]["chamfer_percent"] = 0.5
     guide_table.write_page(rows)
     assert "| clean | 0.500 / **0.450** |" in (tmp_path / "guide.md").read_text()
