@@ -82,3 +82,33 @@ def test_fit_an_example_in_the_browser(page, app_server, tmp_path_factory):
     while time.time() < deadline and mine & _session_folders(demo):
         time.sleep(0.5)
     assert not mine & _session_folders(demo), "the closed tab's session folder was not removed"
+
+
+@pytest.mark.slow  # about 20 s on a quiet machine; the API tests of test_poisson_app.py run in the fast suite
+def test_choosing_screened_poisson_swaps_the_settings_and_turns_push_off(page, app_server):
+    """The form hides the preset and advanced settings for Screened Poisson and shows its own, and
+    the Hub tab turns Push off after its run (the state's change event)."""
+    from diffcd import poisson
+
+    if not poisson.available():
+        pytest.skip("Open3D (the poisson extra) is not installed")
+    app_url, _ = app_server
+    page.goto(app_url)
+    page.wait_for_selector("#fit-method input", timeout=60_000)
+    assert page.locator("#fit-preset").is_visible() and not page.locator("#fit-octree-depth").is_visible()
+    _pick(page, "fit-example", "Sphere (20,000 points)")
+    _pick(page, "fit-method", "Screened Poisson")
+    page.wait_for_selector("#fit-octree-depth", state="visible", timeout=10_000)
+    assert page.locator("#fit-trim").is_visible() and not page.locator("#fit-preset").is_visible()
+    _pick(page, "fit-method", "DiffCD")  # and back: the neural settings return
+    page.wait_for_selector("#fit-preset", state="visible", timeout=10_000)
+    assert not page.locator("#fit-octree-depth").is_visible()
+    _pick(page, "fit-method", "Screened Poisson")
+    page.wait_for_selector("#fit-octree-depth", state="visible", timeout=10_000)
+    page.click("#fit-button")
+    page.wait_for_function("document.querySelector('#fit-status').innerText.includes('Done')", timeout=120_000)
+    assert "Screened Poisson at octree depth" in page.inner_text("#fit-status")
+    page.get_by_role("tab", name="Hub").click()
+    page.wait_for_function("document.querySelector('#hub-push-note').innerText.includes('no network')",
+                           timeout=10_000)
+    assert page.locator("#hub-push").is_disabled()
