@@ -275,7 +275,8 @@ class HubView:
 
     def bind(self, events: HubTab, *, current: gr.State, demo: gr.Blocks) -> None:
         """/list_checkpoints, /pull_checkpoint and /push_checkpoint; picking a listed repo (from the
-        dropdown or a row of the table) fills in the repo id; the featured list when a page opens."""
+        dropdown or a row of the table) fills in the repo id; the featured list when a page opens; Push
+        is off, with the reason, while the current model is a run without a network."""
         self.list_button.click(events.list_checkpoints, [self.author, self.search], [self.table],
                                api_name="list_checkpoints", concurrency_limit=4) \
             .success(events.checkpoint_choices, [self.table], [self.pick], **INSTANT)

@@ -44,6 +44,8 @@ class ModelTab(AppContext):
                      request: gr.Request = None) -> tuple[str, list[str], str, dict]:
         """Mesh this session's current model (its last fit or pull) at another resolution.
 
+        A Screened Poisson run has no network to mesh again: it is refused with a sentence.
+
         Args:
             resolution: marching-cubes grid resolution, 16 to 512 (time grows with its cube).
 

@@ -27,8 +27,9 @@ so Stop and status calls are never refused because fits are waiting."""
 INTRO = """# DiffCD — fit neural implicit surfaces to point clouds
 Fit a signed distance function (SDF) to a point cloud with **DiffCD** (ECCV 2024: a symmetric,
 differentiable Chamfer distance between the cloud and the zero level set) or with the methods it is
-compared with — **IGR**, **Neural-Pull** and **SIREN**. Watch the surface form, compare methods on
-the same cloud, and share fitted SDFs through the Hugging Face Hub."""
+compared with — **IGR**, **Neural-Pull** and **SIREN** — or reconstruct it in seconds with the classical
+**Screened Poisson**. Watch the surface form, compare methods on the same cloud, and share fitted SDFs
+through the Hugging Face Hub."""
 
 CSS = """
 #fit-status, #compare-status {min-height: 2.5em}
