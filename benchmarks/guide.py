@@ -18,7 +18,8 @@ shows it.
 The run is resumable: every finished cell is appended to benchmarks/results/guide-cpu.json at
 once and skipped by the next run, cheapest and most telling cells first (Poisson, then DiffCD
 seed 0, the clean neural cells, DiffCD seed 1), so an interrupted run still leaves a useful
-table. `--table` only rewrites benchmarks/results/guide-cpu.md from the JSON.
+table. The results page, benchmarks/results/guide-cpu.md, is rewritten after every cell; `--table`
+only rewrites it from the JSON.
 Run it alone on a quiet machine: the wall times are part of the result.
 """
 
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.conditions import CLOUDS, CONDITIONS, load_case
+from benchmarks.guide_table import write_page
 from diffcd import metrics
 from diffcd.presets import DEFAULT_PRESET
 
@@ -162,9 +164,8 @@ def main() -> None:
             row = run_cell(cell, args.preset)
             rows.append(row)
             write_rows(rows)
+            write_page(rows)
             print(json.dumps(row), flush=True)
-    from benchmarks.guide_table import write_page
-
     write_page(read_rows())
 
 

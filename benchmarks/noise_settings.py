@@ -33,23 +33,23 @@ CANDIDATES = {
 
 
 def fit_candidate(cloud_name: str, condition: str, weight: float, lr_factor: float, preset: str,
-                  seed: int) -> dict:
+                  seed: int, method: str = "diffcd") -> dict:
     from diffcd import fit_sdf, make_config
 
     cloud, truth = load_case(cloud_name, condition)
-    config = make_config(preset, "diffcd", seed=seed, method_overrides={"eikonal_weight": weight})
+    config = make_config(preset, method, seed=seed, method_overrides={"eikonal_weight": weight})
     config = dataclasses.replace(config, schedule=dataclasses.replace(
         config.schedule, learning_rate=config.schedule.learning_rate * lr_factor))
     start = time.perf_counter()
     result = fit_sdf(cloud, config)
     mesh = result.fitted.extract_mesh(config.mesh_resolution)
-    return {"preset": preset, "cloud": cloud_name, "condition": condition, "eikonal_weight": weight,
+    return {"preset": preset, "method": method, "cloud": cloud_name, "condition": condition, "eikonal_weight": weight,
             "learning_rate_factor": lr_factor, "seed": seed, "steps": config.schedule.steps,
             **scores(mesh, truth, cloud.points), "wall_seconds": round(time.perf_counter() - start, 1)}
 
 
 def _key(row: dict) -> tuple:
-    return (row["preset"], row["cloud"], row["condition"], row["eikonal_weight"],
+    return (row["preset"], row.get("method", "diffcd"), row["cloud"], row["condition"], row["eikonal_weight"],
             row["learning_rate_factor"], row["seed"])
 
 
@@ -59,11 +59,12 @@ def write_page(rows: list[dict]) -> None:
              "Hausdorff as % of the object's longest side, against the clean ground-truth mesh; seed 0 "
              "unless marked. λ is the eikonal weight, LR × the peak learning rate relative to the "
              "preset's. Wall times are for orientation (not measured alone).", "",
-             "| preset | cloud | noise | λ | LR × | seed | Chamfer % | Hausdorff % | normal ° | F-score | wall s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in sorted(rows, key=lambda r: (r["preset"], r["condition"], r["cloud"], -r["learning_rate_factor"],
-                                         r["eikonal_weight"], r["seed"])):
-        lines.append(f"| {r['preset']} | {r['cloud']} | {r['condition']} | {r['eikonal_weight']:g} | "
+             "| preset | method | cloud | noise | λ | LR × | seed | Chamfer % | Hausdorff % | normal ° | F-score | wall s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sorted(rows, key=lambda r: (r["preset"], r.get("method", "diffcd"), r["condition"], r["cloud"],
+                                         -r["learning_rate_factor"], r["eikonal_weight"], r["seed"])):
+        lines.append(f"| {r['preset']} | {r.get('method', 'diffcd')} | {r['cloud']} | {r['condition']} | "
+                     f"{r['eikonal_weight']:g} | "
                      f"{r['learning_rate_factor']:g} | {r['seed']} | {r['chamfer_percent']} | "
                      f"{r['hausdorff_percent']} | {r['normal_angle_deg']} | {r['fscore']} | {r['wall_seconds']} |")
     (RESULTS / "noise-settings-cpu.md").write_text("\n".join(lines) + "\n")
@@ -75,25 +76,27 @@ def main() -> None:
     parser.add_argument("--clouds", nargs="+", default=["bunny", "dragon"])
     parser.add_argument("--conditions", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--methods", nargs="+", default=["diffcd"], choices=["diffcd", "igr", "siren"])
+    parser.add_argument("--weights", nargs="+", type=float, help="only the candidates with these λ")
     args = parser.parse_args()
     from diffcd.compilation_cache import enable_compilation_cache
 
     enable_compilation_cache()
     rows = json.loads(JSON_PATH.read_text())["rows"] if JSON_PATH.is_file() else []
     done = {_key(r) for r in rows}
-    for condition in args.conditions:
-        for cloud in args.clouds:
-            for weight, lr_factor in CANDIDATES[condition]:
-                for seed in args.seeds:
-                    key = (args.preset, cloud, condition, weight, lr_factor, seed)
-                    if key in done:
-                        continue
-                    row = fit_candidate(cloud, condition, weight, lr_factor, args.preset, seed)
-                    rows.append(row)
-                    RESULTS.mkdir(exist_ok=True)
-                    JSON_PATH.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
-                    write_page(rows)
-                    print(json.dumps(row), flush=True)
+    todo = [(method, condition, cloud, weight, lr_factor, seed)
+            for method in args.methods for condition in args.conditions for cloud in args.clouds
+            for weight, lr_factor in CANDIDATES[condition] for seed in args.seeds
+            if args.weights is None or weight in args.weights]
+    for method, condition, cloud, weight, lr_factor, seed in todo:
+        if (args.preset, method, cloud, condition, weight, lr_factor, seed) in done:
+            continue
+        row = fit_candidate(cloud, condition, weight, lr_factor, args.preset, seed, method)
+        rows.append(row)
+        RESULTS.mkdir(exist_ok=True)
+        JSON_PATH.write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+        write_page(rows)
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

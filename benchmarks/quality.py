@@ -10,8 +10,7 @@ the same points with Gaussian noise of 0.5 % / 1 % of the longest side (the exam
 and `dragon-scan`, 50,000 points sampled from the Stanford Dragon: the thin-part case (teeth,
 claws, horns, a thin tail) the CPU time ladder is tuned on.
 Every noisy case (an example whose noise_level is medium or max, or a noisy scan) is fitted with
-the paper's noise setting of that level (`make_config(noise=...)`: λ = 0.5, or λ = 1.0 and a 20x
-lower peak learning rate).
+the preset's noise setting of that level (`make_config(noise=...)`; `diffcd.presets.noise_setting`).
 
 `--protocol paper` meshes the final fit at 512³ with the original code's grid spacing and scores
 it with its Hausdorff definitions (docs/method.md §7), so the CD×100, CD²×10⁴ and
@@ -52,7 +51,7 @@ share of the longest side)."""
 
 
 def noise_level(case_id: str) -> str:
-    """The paper's noise setting a case is fitted with: its examples/index.json noise_level."""
+    """The noise level a case is fitted with: its examples/index.json noise_level."""
     if case_id in SCANS:
         return SCANS[case_id][2]
     return next((e.get("noise_level", "none") for e in list_examples() if e["id"] == case_id), "none")
@@ -161,7 +160,7 @@ def main() -> None:
              f"{report['date']}, {args.protocol} evaluation protocol, timings on two CPU cores with "
              "nothing else running. Chamfer and surface->cloud distance as % of the object's longest side; that "
              "is also the paper's CD×100 on the unit-normalised shape. CD²×10⁴ and the normal angle "
-             "are the paper's other two columns (same normalisation). Noisy cases use the paper's "
+             "are the paper's other two columns (same normalisation). Noisy cases use the preset's "
              "noise setting of their level.", "",
              "| example | noise | method | steps | wall s | steps/s | Chamfer % = CD×100 | CD²×10⁴ | normal ° | F-score | surface→cloud % |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
