@@ -26,8 +26,8 @@ from diffcd_space.jobs import Budget
 from diffcd_space.outputs import COMPARE_COLUMNS, is_reconstruction, seconds, wall_seconds
 from diffcd_space.presets import AppPreset, preset_choices
 from diffcd_space.reconstruction import STAGES, describe
-from diffcd_space.validation import (MAX_COMPARED, LoadedCloud, check_cloud_choice, check_methods, check_poisson_settings,
-                                     check_preset, check_settings, offered_methods)
+from diffcd_space.validation import (MAX_COMPARED, LoadedCloud, check_cloud_choice, check_methods,
+                                     check_poisson_settings, check_preset, check_settings, offered_methods)
 
 MAX_VIEWERS = MAX_COMPARED
 COMPARE_OUTPUTS = ("table", "status", "legend")
@@ -286,8 +286,8 @@ class CompareView:
                     for row in range(0, MAX_VIEWERS, 2):
                         with gr.Row():
                             for i in range(row, min(row + 2, MAX_VIEWERS)):
-                                views.append(gr.Model3D(label=ALL_METHODS[names[i]].title, height=300, interactive=False,
-                                                        elem_id=f"compare-view-{i}"))
+                                views.append(gr.Model3D(label=ALL_METHODS[names[i]].title, height=300,
+                                                        interactive=False, elem_id=f"compare-view-{i}"))
                     table = gr.Dataframe(label="Metrics per method (the cloud's units)", interactive=False,
                                          elem_id="compare-metrics")
         return cls(picker, methods, preset, seed, steps, compare_button, stop_button, status, legend, tuple(views),
