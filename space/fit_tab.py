@@ -314,7 +314,8 @@ class FitTab(CloudInputs, ModelTab, Reconstructions):
         """Stop this session's fit after the current chunk of steps (or before it starts, if it waits).
 
         The fit keeps what it learned so far: its last snapshot stays in the viewer and the
-        stopped model is meshed, scored and offered for download as usual.
+        stopped model is meshed, scored and offered for download as usual. A Screened Poisson run
+        is ended at once and leaves no mesh (it has no partial result).
 
         Returns:
             A status line.
