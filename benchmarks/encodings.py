@@ -1,0 +1,166 @@
+"""Input encodings at the cpu-quick budget: the plain MLP against grid and Fourier variants.
+
+    nice -n 19 python -m benchmarks.encodings [--cases bunny-scan dragon-scan] [--variants mlp grid-128]
+                                              [--seeds 0 1 2] [--method diffcd] [--steps N]
+
+Each row is one fit (case, variant, seed) of the cpu-quick schedule (1600 steps, batches of 1250
+points) with the variant's network, meshed at the preset's resolution and scored against the
+ground truth: Chamfer and Hausdorff as % of the longest side, normal angle, steps/s, wall time,
+the checkpoint's parameter count and bytes, and what coarse-to-fine meshing's |∇f| <= 2 test did
+(blocks it refuted and leaf blocks it evaluated after all, beside the evaluations a dense grid
+takes). The run is resumable: rows already in benchmarks/results/encodings-<backend>.json are kept
+and not fitted again (--again refits them). Timings depend on what else the machine runs; the
+quality columns do not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from benchmarks.quality import load_case
+from diffcd import fit_sdf, make_config, meshing, metrics
+from diffcd.networks import expected_shapes
+from diffcd.sdf import on_device, to_trimesh
+
+RESULTS = Path(__file__).parent / "results"
+POISSON_CHAMFER = {"bunny-scan": 0.444, "dragon-scan": 0.377}
+"""Screened Poisson's Chamfer % on the same clouds (diffcd.poisson), the reference to reach."""
+
+VARIANTS: dict[str, dict] = {
+    "mlp": {},
+    # Dense grids 16³..128³, 2 features a level, tables at 10x the MLP's rate, a level every 100 steps.
+    "grid-128": dict(encoding="grid", encoding_levels=4, grid_min_resolution=16, grid_max_resolution=128,
+                     grid_features=2, encoding_learning_rate_scale=10.0, encoding_level_steps=100),
+    "grid-128-lr20": dict(encoding="grid", encoding_levels=4, grid_min_resolution=16, grid_max_resolution=128,
+                          grid_features=2, encoding_learning_rate_scale=20.0, encoding_level_steps=100),
+    "grid-128-lr5": dict(encoding="grid", encoding_levels=4, grid_min_resolution=16, grid_max_resolution=128,
+                         grid_features=2, encoding_learning_rate_scale=5.0, encoding_level_steps=100),
+    "grid-64": dict(encoding="grid", encoding_levels=3, grid_min_resolution=16, grid_max_resolution=64,
+                    grid_features=2, encoding_learning_rate_scale=10.0, encoding_level_steps=100),
+    "grid-128-f4": dict(encoding="grid", encoding_levels=4, grid_min_resolution=16, grid_max_resolution=128,
+                        grid_features=4, encoding_learning_rate_scale=10.0, encoding_level_steps=100),
+    "grid-128-all": dict(encoding="grid", encoding_levels=4, grid_min_resolution=16, grid_max_resolution=128,
+                         grid_features=2, encoding_learning_rate_scale=10.0, encoding_level_steps=0),
+    "grid-128-c2f300": dict(encoding="grid", encoding_levels=4, grid_min_resolution=16, grid_max_resolution=128,
+                            grid_features=2, encoding_learning_rate_scale=10.0, encoding_level_steps=300),
+    # sin/cos at pi..2^(K-1) pi, a band every 100 steps, the bands' weights at the MLP's rate.
+    "fourier-6": dict(encoding="fourier", encoding_levels=6, encoding_level_steps=100),
+    "fourier-4": dict(encoding="fourier", encoding_levels=4, encoding_level_steps=100),
+    "fourier-6-c2f200": dict(encoding="fourier", encoding_levels=6, encoding_level_steps=200),
+    "fourier-6-c2f50": dict(encoding="fourier", encoding_levels=6, encoding_level_steps=50),
+    "fourier-8": dict(encoding="fourier", encoding_levels=8, encoding_level_steps=100),
+}
+"""Network overrides of the cpu-quick preset, by name."""
+
+
+def run_one(case: str, cloud, truth, variant: str, seed: int, method: str, steps: int | None) -> dict:
+    config = make_config("cpu-quick", method, seed=seed, steps=steps, network_overrides=VARIANTS[variant])
+    start = time.perf_counter()
+    result = fit_sdf(cloud, config)
+    fit_seconds = time.perf_counter() - start
+    fitted = result.fitted
+    mesh_start = time.perf_counter()
+    meshed = meshing.extract_mesh(on_device(fitted.network, fitted.params), config.mesh_resolution)
+    mesh_seconds = time.perf_counter() - mesh_start
+    mesh = to_trimesh(meshed, fitted.normalization)
+    longest = float((truth.bounds[1] - truth.bounds[0]).max())
+    scores = metrics.evaluate_mesh(mesh, truth)
+    units = metrics.paper_units(scores, longest)
+    parameters = sum(math.prod(s) for s in expected_shapes(config.network).values())
+    return {
+        "case": case, "variant": variant, "seed": seed, "method": method, "steps": config.schedule.steps,
+        "batch_size": config.batch_size, "network": dataclasses.asdict(config.network),
+        "chamfer_percent": round(units["chamfer_x100"], 4),
+        "hausdorff_percent": round(units["hausdorff_x100"], 3),
+        "normal_angle_deg": round(scores["normal_angle_deg"], 2),
+        "fscore": round(scores["fscore"], 4),
+        "steps_per_second": result.summary["steps_per_second"],
+        "fit_seconds": round(fit_seconds, 1), "mesh_seconds": round(mesh_seconds, 1),
+        "wall_seconds": round(fit_seconds + mesh_seconds, 1),
+        "nan_steps_skipped": result.summary["nan_steps_skipped"],
+        "parameters": parameters, "checkpoint_bytes": 4 * parameters,
+        "mesh_resolution": config.mesh_resolution, "mesh_evaluations": int(meshed.evaluated_points),
+        "mesh_dense_evaluations": config.mesh_resolution**3,
+        "mesh_refuted_blocks": int(meshed.refuted_blocks), "mesh_fallback_blocks": int(meshed.fallback_blocks),
+        "load_average": round(__import__("os").getloadavg()[0], 2),
+    }
+
+
+def _key(row: dict) -> tuple:
+    return row["case"], row["variant"], row["seed"], row["method"], row["steps"]
+
+
+def write_report(path: Path, rows: list[dict]) -> None:
+    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "backend": jax.default_backend(), "rows": rows}
+    path.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["# Input encodings at the cpu-quick budget", "",
+             f"{report['date']}, backend {report['backend']}; `python -m benchmarks.encodings`. DiffCD unless "
+             "the method says otherwise, cpu-quick schedule (1600 steps, batches of 1250). Chamfer and "
+             "Hausdorff in % of the longest side; Screened Poisson's Chamfer: "
+             + ", ".join(f"{c} {v} %" for c, v in POISSON_CHAMFER.items())
+             + ". Steps/s and wall seconds were measured beside other work (load average column): "
+             "compare them only between rows of similar load.", "",
+             "## Means over seeds", "",
+             "| case | variant | method | seeds | Chamfer % | ± | Hausdorff % | normal ° | steps/s | wall s | parameters |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["case"], r["variant"], r["method"], r["steps"]), []).append(r)
+    for (case, variant, method, _), members in groups.items():
+        mean = lambda k: float(np.mean([m[k] for m in members]))
+        spread = float(np.std([m["chamfer_percent"] for m in members]))
+        lines.append(f"| {case} | {variant} | {method} | {len(members)} | {mean('chamfer_percent'):.3f} | "
+                     f"{spread:.3f} | {mean('hausdorff_percent'):.2f} | {mean('normal_angle_deg'):.2f} | "
+                     f"{mean('steps_per_second'):.1f} | {mean('wall_seconds'):.0f} | {members[0]['parameters']:,} |")
+    lines += ["", "## Every fit", "",
+              "| case | variant | seed | Chamfer % | Hausdorff % | normal ° | F-score | steps/s | wall s | load | "
+              "mesh evaluations (dense) | refuted blocks | fallback leaves |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['variant']} | {r['seed']} | {r['chamfer_percent']} | "
+                     f"{r['hausdorff_percent']} | {r['normal_angle_deg']} | {r['fscore']} | "
+                     f"{r['steps_per_second']} | {r['wall_seconds']} | {r['load_average']} | "
+                     f"{r['mesh_evaluations']:,} ({r['mesh_dense_evaluations']:,}) | {r['mesh_refuted_blocks']} | "
+                     f"{r['mesh_fallback_blocks']} |")
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", nargs="+", default=list(POISSON_CHAMFER))
+    parser.add_argument("--variants", nargs="+", default=["mlp", "grid-128", "fourier-6"], choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--method", default="diffcd")
+    parser.add_argument("--steps", type=int, help="override the preset's 1600 steps")
+    parser.add_argument("--again", action="store_true", help="refit rows already in the results file")
+    args = parser.parse_args()
+    from diffcd.compilation_cache import enable_compilation_cache
+
+    enable_compilation_cache()
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"encodings-{jax.default_backend()}.json"
+    rows = json.loads(path.read_text())["rows"] if path.is_file() else []
+    for case in args.cases:
+        cloud, truth = load_case(case)
+        for variant in args.variants:
+            for seed in args.seeds:
+                steps = args.steps or 1600
+                key = (case, variant, seed, args.method, steps)
+                if not args.again and any(_key(r) == key for r in rows):
+                    continue
+                row = run_one(case, cloud, truth, variant, seed, args.method, args.steps)
+                rows = [r for r in rows if _key(r) != key] + [row]
+                print(json.dumps({k: v for k, v in row.items() if k != "network"}), flush=True)
+                write_report(path, rows)
+
+
+if __name__ == "__main__":
+    main()
