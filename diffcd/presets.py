@@ -39,6 +39,12 @@ class NoiseSetting:
 
 NOISE_LEVELS: tuple[str, ...] = ("none", "medium", "max")
 """The noise levels a user can name: a clean scan, about 0.5 % and about 1 % of the object's size."""
+NOISE_LEVEL_LABELS: dict[str, str] = {
+    "none": "None: a clean scan",
+    "medium": "Medium: about 0.5 % of the object's size",
+    "max": "Max: about 1 % of the object's size",
+}
+"""How a chooser names each level (what the level says about the cloud, not what it does)."""
 
 PAPER_NOISE_SETTINGS: dict[str, NoiseSetting] = {
     "none": NoiseSetting("none", "Clean scan: the paper's defaults (λ = 0.1).", None, 1.0),

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any
 
 from diffcd import DEFAULT_PRESET, PRESETS, FitConfig, make_config
+from diffcd.presets import noise_setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +77,10 @@ class AppPreset:
             batch_size=self.batch_size,
             noise=noise,
         )
+
+    def noise_description(self, level: str) -> str:
+        """What the noise level does at this preset (the library preset's measured setting)."""
+        return noise_setting(self.base, level).description
 
     def summary(self) -> str:
         """One line: network, steps and mesh size of this preset."""

@@ -18,7 +18,7 @@ from gradio_client import utils as client_utils
 from diffcd import METHODS, DiffCDError, PointCloud, load_point_cloud, poisson
 from diffcd.errors import DiffCDWarning
 from diffcd.methods import ALL_METHODS, RECONSTRUCTORS, is_reconstructor
-from diffcd.presets import NOISE_SETTINGS
+from diffcd.presets import NOISE_LEVELS
 from diffcd_space.examples import Example, get_example, list_examples
 from diffcd_space.presets import AppPreset
 
@@ -193,10 +193,10 @@ def _optional_number(value, name: str, *, low: float, high: float, integer: bool
 
 
 def check_noise(noise) -> str:
-    """One of the paper's named noise settings ("none" when empty)."""
+    """One of the named noise levels ("none" when empty)."""
     noise = noise or "none"
-    if noise not in NOISE_SETTINGS:
-        raise gr.Error(f"Unknown noise setting {noise!r}; choose one of {', '.join(NOISE_SETTINGS)}.")
+    if noise not in NOISE_LEVELS:
+        raise gr.Error(f"Unknown noise setting {noise!r}; choose one of {', '.join(NOISE_LEVELS)}.")
     return noise
 
 

@@ -95,6 +95,17 @@ def test_every_library_preset_is_offered_and_configures():
         assert config.method_config.area_weight == 0.33 and config.schedule.steps == 10
 
 
+def test_the_noise_note_says_what_the_level_does_at_the_preset():
+    presets = library_presets(gpu=False)
+    paper, quick = presets["paper"], presets["cpu-quick"]
+    assert "λ = 0.5" in paper.noise_description("medium")
+    assert "20x lower" in paper.noise_description("max")
+    for level in ("medium", "max"):  # measured: the clean settings fit noisy scans best there
+        assert "clean settings" in quick.noise_description(level)
+        assert quick.config("diffcd", noise=level) == quick.config("diffcd")
+    assert paper.config("diffcd", noise="max").schedule.learning_rate < paper.config("diffcd").schedule.learning_rate
+
+
 def test_examples_come_from_the_library_index():
     examples = list_examples()
     assert examples and all(e.cloud.is_file() for e in examples)
