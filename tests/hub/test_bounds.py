@@ -43,6 +43,8 @@ def test_oversize_weights_are_refused_before_downloading(api, hub_server, export
     (lambda c: c["network"].update(activation="sine", sine_omega=3000.0), "omega = 3000"),
     (lambda c: c["network"].update(width=16_384), "16384 wide"),
     (lambda c: c["network"].update(hidden_layers=1200, skip_layers=[]), "1200 hidden layers"),
+    (lambda c: c["network"].update(encoding="grid", grid_max_resolution=2048), "2,048 points per axis"),
+    (lambda c: c["network"].update(encoding="fourier", encoding_levels=30), "30 bands"),
 ])
 def test_hostile_network_is_refused_from_config_before_its_weights(api, hub_server, export, change, words):
     upload_files(api, "user/hostile", _with(export, change))
