@@ -194,7 +194,7 @@ def test_a_fit_whose_caller_disconnects_stops_and_frees_the_device(app_server):
     line = demo.diffcd_handlers.line
     args = fit_args(steps=100_000)
     data = [args["cloud"], args["example"], args["method"], args["preset"], args["steps"], None, None, None, None,
-            0, None, "none", None]
+            0, None, "none", "auto", 0.02, None]  # the raw protocol sends every input, the state last
     _, http, stream = _join(url, demo, "fit", data)
     fitting = False
     for line_text in stream.iter_lines():
