@@ -1,4 +1,5 @@
-"""Input encodings at the cpu-quick budget: the plain MLP against grid and Fourier variants.
+"""Input encodings at the cpu-quick budget: the plain MLP against grid and Fourier variants
+(`--preset gpu-demo`: the same at the GPU demo's size, which the GPU check runs).
 
     nice -n 19 python -m benchmarks.encodings [--cases bunny-scan dragon-scan] [--variants mlp grid-128]
                                               [--seeds 0 1 2] [--method diffcd] [--steps N]
@@ -61,8 +62,9 @@ VARIANTS: dict[str, dict] = {
 """Network overrides of the cpu-quick preset, by name."""
 
 
-def run_one(case: str, cloud, truth, variant: str, seed: int, method: str, steps: int | None) -> dict:
-    config = make_config("cpu-quick", method, seed=seed, steps=steps, network_overrides=VARIANTS[variant])
+def run_one(case: str, cloud, truth, variant: str, seed: int, method: str, steps: int | None,
+            preset: str = "cpu-quick") -> dict:
+    config = make_config(preset, method, seed=seed, steps=steps, network_overrides=VARIANTS[variant])
     start = time.perf_counter()
     result = fit_sdf(cloud, config)
     fit_seconds = time.perf_counter() - start
@@ -76,7 +78,8 @@ def run_one(case: str, cloud, truth, variant: str, seed: int, method: str, steps
     units = metrics.paper_units(scores, longest)
     parameters = sum(math.prod(s) for s in expected_shapes(config.network).values())
     return {
-        "case": case, "variant": variant, "seed": seed, "method": method, "steps": config.schedule.steps,
+        "case": case, "variant": variant, "seed": seed, "method": method, "preset": preset,
+        "steps": config.schedule.steps,
         "batch_size": config.batch_size, "network": dataclasses.asdict(config.network),
         "chamfer_percent": round(units["chamfer_x100"], 4),
         "hausdorff_percent": round(units["hausdorff_x100"], 3),
@@ -95,7 +98,7 @@ def run_one(case: str, cloud, truth, variant: str, seed: int, method: str, steps
 
 
 def _key(row: dict) -> tuple:
-    return row["case"], row["variant"], row["seed"], row["method"], row["steps"]
+    return row["case"], row["variant"], row["seed"], row["method"], row["steps"], row.get("preset", "cpu-quick")
 
 
 def write_report(path: Path, rows: list[dict]) -> None:
@@ -113,8 +116,9 @@ def write_report(path: Path, rows: list[dict]) -> None:
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["case"], r["variant"], r["method"], r["steps"]), []).append(r)
-    for (case, variant, method, _), members in groups.items():
+        groups.setdefault((r["case"], r["variant"], r["method"], r["steps"], r.get("preset", "cpu-quick")), []).append(r)
+    for (case, variant, method, _, preset), members in groups.items():
+        variant = variant if preset == "cpu-quick" else f"{variant} ({preset})"
         mean = lambda k: float(np.mean([m[k] for m in members]))
         spread = float(np.std([m["chamfer_percent"] for m in members]))
         lines.append(f"| {case} | {variant} | {method} | {len(members)} | {mean('chamfer_percent'):.3f} | "
@@ -139,7 +143,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["mlp", "grid-128", "fourier-6"], choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--method", default="diffcd")
-    parser.add_argument("--steps", type=int, help="override the preset's 1600 steps")
+    parser.add_argument("--steps", type=int, help="override the preset's steps")
+    parser.add_argument("--preset", default="cpu-quick", help="the preset whose network the variants change "
+                        "(gpu-demo: the GPU check's paper-size fits)")
     parser.add_argument("--again", action="store_true", help="refit rows already in the results file")
     args = parser.parse_args()
     from diffcd.compilation_cache import enable_compilation_cache
@@ -152,11 +158,11 @@ def main() -> None:
         cloud, truth = load_case(case)
         for variant in args.variants:
             for seed in args.seeds:
-                steps = args.steps or 1600
-                key = (case, variant, seed, args.method, steps)
+                steps = args.steps or make_config(args.preset).schedule.steps
+                key = (case, variant, seed, args.method, steps, args.preset)
                 if not args.again and any(_key(r) == key for r in rows):
                     continue
-                row = run_one(case, cloud, truth, variant, seed, args.method, args.steps)
+                row = run_one(case, cloud, truth, variant, seed, args.method, args.steps, args.preset)
                 rows = [r for r in rows if _key(r) != key] + [row]
                 print(json.dumps({k: v for k, v in row.items() if k != "network"}), flush=True)
                 write_report(path, rows)
