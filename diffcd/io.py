@@ -625,7 +625,7 @@ _MESH_READ_COST = {
     # per file byte, per value of text, per line of text, per triangle, per vertex
     "obj": (1.0, 0, 20, 230, 170),
     "off": (2.0, 130, 260, 50, 60),
-    "ply": (2.5, 0, 230, 220, 70),
+    "ply": (2.5, 0, 360, 220, 70),
     "ply-binary": (2.0, 0, 0, 280, 40),
     "stl": (4.0, 0, 0, 330, 60),
     "stl-binary": (1.0, 0, 0, 300, 0),
