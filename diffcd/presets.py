@@ -138,24 +138,18 @@ PRESETS: dict[str, Preset] = {
         seed_count=10_000,
         chunk_steps=50,
     ),
-    "cpu-quick-fourier": Preset(
-        name="cpu-quick-fourier",
-        description="cpu-quick's network and schedule, reading 6 octaves of Fourier features of the "
-        "input that join coarse to fine: finer detail in about the same time.",
-        network=NetworkConfig(hidden_layers=4, width=128, skip_layers=(2,), encoding="fourier",
-                              encoding_levels=6, encoding_level_steps=100),
-        schedule=ScheduleConfig(steps=1600, learning_rate=2e-3, warmup_steps=80),
-        batch_size=1250,
-        mesh_resolution=192,
-        seed_refresh_every=32,
-        seed_mesh_resolution=48,
-        seed_count=10_000,
-        chunk_steps=50,
-    ),
 }
 """cpu-quick is the short rung of the CPU time ladder, cpu-5min the long one. cpu-quick-fourier
 is cpu-quick with an input encoding (benchmarks/results/encodings-cpu.md: on the bunny and dragon
 scans a Chamfer distance within about 1.2x of Screened Poisson's, against 1.3-1.9x for cpu-quick)."""
+PRESETS["cpu-quick-fourier"] = dataclasses.replace(
+    PRESETS["cpu-quick"],
+    name="cpu-quick-fourier",
+    description="cpu-quick's network and schedule, reading 6 octaves of Fourier features of the "
+    "input that join coarse to fine: finer detail in about the same time.",
+    network=dataclasses.replace(PRESETS["cpu-quick"].network, encoding="fourier", encoding_levels=6,
+                                encoding_level_steps=100),
+)
 
 DEFAULT_PRESET = "cpu-quick"
 
