@@ -25,16 +25,14 @@ open (or invents a wrong one) pays for it.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
-
 import numpy as np
 import trimesh
 
-from diffcd.examples import load_example
-from diffcd.io import PointCloud, load_mesh, load_point_cloud, points_from_array
+from benchmarks.quality import load_case as load_quality_case
+from diffcd.io import PointCloud, points_from_array
 
-DATA = Path(__file__).parent / "data"
-SCAN_POINTS = 50_000
+SCAN_CASES = {"bunny": "bunny-scan", "dragon": "dragon-scan"}
+"""The quality benchmark's case of each scanned cloud (benchmarks/quality.py SCANS)."""
 CLOUDS = ("bunny", "dragon", "bracket", "goblet")
 CONDITIONS = ("clean", "noise-0.5", "noise-1", "sparse", "partial", "scanner")
 NOISE_SHARE = {"noise-0.5": 0.005, "noise-1": 0.01}
@@ -48,13 +46,11 @@ SPARSEST_KEEP = 0.1
 
 @functools.lru_cache(maxsize=None)
 def load_clean(cloud: str) -> tuple[PointCloud, trimesh.Trimesh]:
-    """(clean cloud, ground-truth mesh) of one of CLOUDS."""
-    if cloud in ("bunny", "dragon"):
-        path = DATA / f"{cloud}_gt.ply"
-        return load_point_cloud(path, mesh_samples=SCAN_POINTS, seed=0), load_mesh(path)
-    if cloud in ("bracket", "goblet"):
-        return load_example(cloud)
-    raise ValueError(f"unknown cloud {cloud!r}; choose one of {', '.join(CLOUDS)}")
+    """(clean cloud, ground-truth mesh) of one of CLOUDS: the quality benchmark's cases (its
+    50,000-point scans of the bunny and dragon, the examples' clouds of the bracket and goblet)."""
+    if cloud not in CLOUDS:
+        raise ValueError(f"unknown cloud {cloud!r}; choose one of {', '.join(CLOUDS)}")
+    return load_quality_case(SCAN_CASES.get(cloud, cloud))
 
 
 def degrade(points: np.ndarray, condition: str, seed: int = 1) -> np.ndarray:

@@ -35,29 +35,26 @@ RESULTS = Path(__file__).parent / "results"
 POISSON_CHAMFER = {"bunny-scan": 0.444, "dragon-scan": 0.377}
 """Screened Poisson's Chamfer % on the same clouds (diffcd.poisson), the reference to reach."""
 
+GRID = dict(encoding="grid", encoding_levels=4, grid_min_resolution=16, grid_max_resolution=128, grid_features=2,
+            encoding_learning_rate_scale=10.0, encoding_level_steps=100)
+"""Dense grids 16³..128³, 2 features a level, tables at 10x the MLP's rate, a level every 100 steps."""
+FOURIER = dict(encoding="fourier", encoding_levels=6, encoding_level_steps=100)
+"""sin/cos at pi..2^(K-1) pi, a band every 100 steps, the bands' weights at the MLP's rate."""
+
 VARIANTS: dict[str, dict] = {
     "mlp": {},
-    # Dense grids 16³..128³, 2 features a level, tables at 10x the MLP's rate, a level every 100 steps.
-    "grid-128": dict(encoding="grid", encoding_levels=4, grid_min_resolution=16, grid_max_resolution=128,
-                     grid_features=2, encoding_learning_rate_scale=10.0, encoding_level_steps=100),
-    "grid-128-lr20": dict(encoding="grid", encoding_levels=4, grid_min_resolution=16, grid_max_resolution=128,
-                          grid_features=2, encoding_learning_rate_scale=20.0, encoding_level_steps=100),
-    "grid-128-lr5": dict(encoding="grid", encoding_levels=4, grid_min_resolution=16, grid_max_resolution=128,
-                         grid_features=2, encoding_learning_rate_scale=5.0, encoding_level_steps=100),
-    "grid-64": dict(encoding="grid", encoding_levels=3, grid_min_resolution=16, grid_max_resolution=64,
-                    grid_features=2, encoding_learning_rate_scale=10.0, encoding_level_steps=100),
-    "grid-128-f4": dict(encoding="grid", encoding_levels=4, grid_min_resolution=16, grid_max_resolution=128,
-                        grid_features=4, encoding_learning_rate_scale=10.0, encoding_level_steps=100),
-    "grid-128-all": dict(encoding="grid", encoding_levels=4, grid_min_resolution=16, grid_max_resolution=128,
-                         grid_features=2, encoding_learning_rate_scale=10.0, encoding_level_steps=0),
-    "grid-128-c2f300": dict(encoding="grid", encoding_levels=4, grid_min_resolution=16, grid_max_resolution=128,
-                            grid_features=2, encoding_learning_rate_scale=10.0, encoding_level_steps=300),
-    # sin/cos at pi..2^(K-1) pi, a band every 100 steps, the bands' weights at the MLP's rate.
-    "fourier-6": dict(encoding="fourier", encoding_levels=6, encoding_level_steps=100),
-    "fourier-4": dict(encoding="fourier", encoding_levels=4, encoding_level_steps=100),
-    "fourier-6-c2f200": dict(encoding="fourier", encoding_levels=6, encoding_level_steps=200),
-    "fourier-6-c2f50": dict(encoding="fourier", encoding_levels=6, encoding_level_steps=50),
-    "fourier-8": dict(encoding="fourier", encoding_levels=8, encoding_level_steps=100),
+    "grid-128": GRID,
+    "grid-128-lr20": {**GRID, "encoding_learning_rate_scale": 20.0},
+    "grid-128-lr5": {**GRID, "encoding_learning_rate_scale": 5.0},
+    "grid-64": {**GRID, "encoding_levels": 3, "grid_max_resolution": 64},
+    "grid-128-f4": {**GRID, "grid_features": 4},
+    "grid-128-all": {**GRID, "encoding_level_steps": 0},
+    "grid-128-c2f300": {**GRID, "encoding_level_steps": 300},
+    "fourier-6": FOURIER,
+    "fourier-4": {**FOURIER, "encoding_levels": 4},
+    "fourier-6-c2f200": {**FOURIER, "encoding_level_steps": 200},
+    "fourier-6-c2f50": {**FOURIER, "encoding_level_steps": 50},
+    "fourier-8": {**FOURIER, "encoding_levels": 8},
 }
 """Network overrides of the cpu-quick preset, by name."""
 
