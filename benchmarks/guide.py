@@ -86,14 +86,21 @@ def scores(mesh, truth, cloud_points: np.ndarray) -> dict[str, float]:
     }
 
 
+def fit_mesh(cloud, config):
+    """(final mesh at the config's resolution, fit summary): a neural fit as the app makes it."""
+    from diffcd import fit_sdf
+
+    result = fit_sdf(cloud, config)
+    return result.fitted.extract_mesh(config.mesh_resolution), result.summary
+
+
 def run_neural(cloud, method: str, condition: str, seed: int, preset: str):
-    from diffcd import fit_sdf, make_config
+    from diffcd import make_config
 
     config = make_config(preset, method, seed=seed, noise=NOISE_FOR_CONDITION[condition])
-    result = fit_sdf(cloud, config)
-    mesh = result.fitted.extract_mesh(config.mesh_resolution)
+    mesh, summary = fit_mesh(cloud, config)
     return mesh, {"preset": preset, "noise_setting": NOISE_FOR_CONDITION[condition],
-                  "steps": config.schedule.steps, "steps_per_second": result.summary["steps_per_second"]}
+                  "steps": config.schedule.steps, "steps_per_second": summary["steps_per_second"]}
 
 
 def run_poisson(cloud):

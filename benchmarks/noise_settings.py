@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks.conditions import load_case
-from benchmarks.guide import scores
+from benchmarks.guide import fit_mesh, scores
 
 RESULTS = Path(__file__).parent / "results"
 JSON_PATH = RESULTS / "noise-settings-cpu.json"
@@ -34,15 +34,14 @@ CANDIDATES = {
 
 def fit_candidate(cloud_name: str, condition: str, weight: float, lr_factor: float, preset: str,
                   seed: int, method: str = "diffcd") -> dict:
-    from diffcd import fit_sdf, make_config
+    from diffcd import make_config
 
     cloud, truth = load_case(cloud_name, condition)
     config = make_config(preset, method, seed=seed, method_overrides={"eikonal_weight": weight})
     config = dataclasses.replace(config, schedule=dataclasses.replace(
         config.schedule, learning_rate=config.schedule.learning_rate * lr_factor))
     start = time.perf_counter()
-    result = fit_sdf(cloud, config)
-    mesh = result.fitted.extract_mesh(config.mesh_resolution)
+    mesh, _ = fit_mesh(cloud, config)
     return {"preset": preset, "method": method, "cloud": cloud_name, "condition": condition, "eikonal_weight": weight,
             "learning_rate_factor": lr_factor, "seed": seed, "steps": config.schedule.steps,
             **scores(mesh, truth, cloud.points), "wall_seconds": round(time.perf_counter() - start, 1)}
