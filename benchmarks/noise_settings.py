@@ -6,7 +6,7 @@ The paper fits noisy clouds with a stronger eikonal term (λ = 0.5 at medium noi
 maximum noise) and, at maximum noise, a 20x lower peak learning rate, over 40,000 steps. A
 short preset may need something else: this sweep fits the bunny and dragon scans at 0.5 % noise
 (the `medium` level) and 1 % noise (`max`) with every candidate (eikonal weight, learning-rate
-factor) and scores them against the ground truth; `diffcd.presets.NOISE_SETTINGS` takes the best
+factor) and scores them against the ground truth; `diffcd.presets` (`Preset.noise_settings`) takes the best
 per preset from benchmarks/results/noise-settings-cpu.md. Quality at a fixed number of steps does
 not depend on the machine's load; the wall times here are for orientation only.
 Resumable: finished rows in the JSON are skipped.

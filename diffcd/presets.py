@@ -154,10 +154,6 @@ PRESETS["cpu-quick-fourier"] = dataclasses.replace(
 DEFAULT_PRESET = "cpu-quick"
 
 
-NOISE_SETTINGS = PAPER_NOISE_SETTINGS
-"""The paper's settings by level name (the `paper` preset's); see `noise_setting` for a preset's own."""
-
-
 def noise_setting(preset: str, level: str) -> NoiseSetting:
     """What `--noise level` does at `preset`: the paper's settings in the paper preset, the measured
     best at the short ones. ConfigError for an unknown preset or level."""
