@@ -84,8 +84,11 @@ def write_space(out: str | os.PathLike, *, hardware: str | None = None, overwrit
             raise SystemExit(f"error: {out} is not empty; choose a new folder or pass --overwrite")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    missing = [name for name in FILES if not (ROOT / name).is_file()]
+    if missing:
+        raise SystemExit(f"error: the repository lacks {', '.join(missing)}, which a Space needs; restore it from git")
     for name in FILES:
-        if (ROOT / name).is_file() and name != "README.md":
+        if name != "README.md":
             shutil.copy2(ROOT / name, out / name)
     (out / "README.md").write_text(_readme(hardware), encoding="utf-8")
     for package, folder in packages().items():

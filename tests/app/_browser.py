@@ -1,5 +1,12 @@
 """What the browser tests share: Debian's Chromium, the flags it runs headless with here, and the
-marks that skip a module (with the reason) when Chromium is missing."""
+marks that skip a module (with the reason) when Chromium is missing.
+
+Headless Chromium here advertises WebGPU (`navigator.gpu`) but has no adapter. Gradio's 3D viewer
+then tries WebGPU first and falls back to WebGL on the same canvas; when the failed WebGPU attempt
+has already claimed the canvas, the fallback draws nothing and the viewer stays empty. The pages
+therefore hide `navigator.gpu` before any script runs, so the viewer goes straight to WebGL, as it
+does in a browser without WebGPU.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ import pytest
 CHROMIUM = os.environ.get("DIFFCD_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
+HIDE_WEBGPU = "delete Navigator.prototype.gpu;"
 MARKS = [
     pytest.mark.browser,
     pytest.mark.skipif(not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)),
@@ -29,7 +37,9 @@ def recording_page():
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_context(viewport={"width": 1400, "height": 2000}).new_page()
+        context = browser.new_context(viewport={"width": 1400, "height": 2000})
+        context.add_init_script(HIDE_WEBGPU)
+        page = context.new_page()
         page.requests_seen = []
         page.problems_seen = []
         page.on("request", lambda request: page.requests_seen.append(request.url))

@@ -96,6 +96,7 @@ def test_featured_list_degrades_quietly_without_a_hub(page, app_url, monkeypatch
 
 def test_the_cloud_over_the_fitted_surface(page, app_url, tmp_path_factory):
     page.goto(app_url)
+    assert not page.evaluate("'gpu' in navigator"), "the viewer must take WebGL here (see _browser.py)"
     page.wait_for_selector("#fit-example input", timeout=60_000)
     page.locator("#fit-example input").click()
     page.get_by_role("option", name="Sphere (20,000 points)").click()

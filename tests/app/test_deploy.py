@@ -29,6 +29,8 @@ def test_the_space_folder_has_the_cuda_requirements_and_everything_the_app_needs
     # the Debian libraries Open3D loads, which a Space apt-installs from packages.txt
     assert (out / "packages.txt").read_text() == (ROOT / "packages.txt").read_text()
     assert {"libgl1", "libegl1"} <= set((out / "packages.txt").read_text().split())
+    # the licence the README's header declares travels with the code
+    assert "MIT License" in (out / "LICENSE").read_text()
     assert "jax[cuda12]>=" in "".join(requirements) and _project()["optional-dependencies"]["cuda12"] == [
         line for line in requirements if line.startswith("jax[cuda12]")]
     readme = (out / "README.md").read_text()
