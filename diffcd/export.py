@@ -50,7 +50,9 @@ class NetworkLimits:
     """
 
     max_parameters: int = 50_000_000
-    """Largest parameter count (float32: 4 bytes each); the paper's network has 461,054."""
+    """Largest parameter count of the layers (and a Fourier encoding's weights), float32: 4 bytes
+    each; the paper's network has 461,054. A grid encoding's tables have their own bound,
+    max_grid_parameters."""
     max_width: int = 4096
     """Widest hidden layer (memory per evaluation chunk grows with it)."""
     max_hidden_layers: int = 64
@@ -66,7 +68,7 @@ class NetworkLimits:
     max_grid_features: int = 16
     """Most features per grid level."""
     max_grid_parameters: int = 40_000_000
-    """Most values in all grid tables together (float32: 4 bytes each; within max_parameters too)."""
+    """Most values in all grid tables together (float32: 4 bytes each)."""
     max_fourier_bands: int = 10
     """Most Fourier bands: the highest frequency is 2^(bands-1) pi (512 pi at 10), and the mesh's
     size grows with it as with a sine network's omega."""
@@ -85,8 +87,9 @@ class NetworkLimits:
 
     @property
     def max_weights_bytes(self) -> int:
-        """Largest model.safetensors: the header plus max_parameters float32 values."""
-        return 8 + self.max_header_bytes + 4 * self.max_parameters
+        """Largest model.safetensors: the header plus max_parameters and max_grid_parameters float32
+        values (checked before downloading; the file must then match what config.json describes)."""
+        return 8 + self.max_header_bytes + 4 * (self.max_parameters + self.max_grid_parameters)
 
 
 DEFAULT_LIMITS = NetworkLimits()
@@ -259,14 +262,16 @@ def bounded_network(config: dict[str, Any], limits: NetworkLimits = DEFAULT_LIMI
         network = NetworkConfig(**{**data, "skip_layers": tuple(data.get("skip_layers", (4,)))})
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{name} has an invalid config.json ({exc}); re-export it.") from None
+    tables = 0
     if network.encoding == "grid":
         tables = sum(r**3 * network.grid_features for r in grid_resolutions(network))
         if tables > limits.max_grid_parameters:
             raise CheckpointLimitError(f"{name}: the grid tables hold {tables:,} values, more than the "
                                        f"{limits.max_grid_parameters:,} allowed.")
-    count = sum(math.prod(shape) for shape in expected_shapes(network).values())
+    count = sum(math.prod(shape) for shape in expected_shapes(network).values()) - tables
     if count > limits.max_parameters:
-        raise CheckpointLimitError(f"{name}: the network has {count:,} parameters, more than the "
+        raise CheckpointLimitError(f"{name}: the network has {count:,} parameters"
+                                   f"{' besides its grid tables' if tables else ''}, more than the "
                                    f"{limits.max_parameters:,} allowed.")
     return network
 

@@ -39,10 +39,18 @@ class Limits:
                                  "estimated from the triangles, lines and rows its bytes make and refused before "
                                  "parsing)", "bytes")
     max_face_corners: int = _field(256, "Most corners of one polygon of an uploaded mesh", "corners")
-    max_network_parameters: int = _field(4_000_000, "Largest network a pull accepts: parameters", "parameters")
+    max_network_parameters: int = _field(4_000_000, "Largest network a pull or upload accepts: parameters of its "
+                                         "layers (a grid encoding's tables have their own row)", "parameters")
     max_network_width: int = _field(1024, "Largest network a pull accepts: features per layer", "features")
     max_network_depth: int = _field(16, "Largest network a pull accepts: hidden layers", "layers")
     max_sine_omega: float = _field(60.0, "Largest SIREN frequency ω a pull accepts", "")
+    max_fourier_bands: int = _field(10, "Largest Fourier encoding a pull accepts: bands (the highest frequency "
+                                    "is 2^(bands-1) π)", "bands")
+    max_grid_levels: int = _field(8, "Largest grid encoding a pull accepts: levels", "levels")
+    max_grid_resolution: int = _field(256, "Largest grid encoding a pull accepts: points per axis of a level",
+                                      "points")
+    max_grid_values: int = _field(8_000_000, "Largest grid encoding a pull accepts: values in all its tables "
+                                  "(4 bytes each; 16³…128³ with 2 features holds 4.8M)", "values")
     max_pull_bytes: int = _field(64_000_000, "Largest download per pull (all files together)", "bytes")
     max_url_bytes: int = _field(100_000_000, "Largest file fetched from a URL an API or MCP caller passes "
                                 "(as large as an upload)", "bytes")
@@ -130,7 +138,10 @@ class Limits:
         from diffcd.export import NetworkLimits
 
         return NetworkLimits(max_parameters=self.max_network_parameters, max_width=self.max_network_width,
-                             max_hidden_layers=self.max_network_depth, max_sine_omega=self.max_sine_omega)
+                             max_hidden_layers=self.max_network_depth, max_sine_omega=self.max_sine_omega,
+                             max_fourier_bands=self.max_fourier_bands, max_grid_levels=self.max_grid_levels,
+                             max_grid_resolution=self.max_grid_resolution,
+                             max_grid_parameters=self.max_grid_values)
 
     def reconstruct_bounds(self, seconds_left: float | None = None) -> dict:
         """These bounds as the keywords of a reconstructor (diffcd.poisson.reconstruct): points,

@@ -40,9 +40,40 @@ def test_every_bound_can_be_overridden_and_the_time_limit_turned_off():
 def test_the_library_gets_the_app_s_bounds():
     limits = Limits.public()
     network = limits.network_limits()
-    if network is not None:  # diffcd.export.NetworkLimits (the input side of issue 8)
-        assert network.max_width == limits.max_network_width
-        assert network.max_hidden_layers == limits.max_network_depth
+    assert network.max_width == limits.max_network_width
+    assert network.max_hidden_layers == limits.max_network_depth
+    assert network.max_grid_parameters == limits.max_grid_values
+    assert network.max_fourier_bands == limits.max_fourier_bands
     inputs = limits.input_limits()
-    if inputs is not None:
-        assert inputs.max_decoded_bytes == limits.max_decoded_bytes
+    assert inputs.max_decoded_bytes == limits.max_decoded_bytes
+
+
+def _config(**network) -> dict:
+    return {"network": {"hidden_layers": 4, "width": 128, "skip_layers": [2], **network}}
+
+
+GRID_128 = {"encoding": "grid", "encoding_levels": 4, "grid_min_resolution": 16, "grid_max_resolution": 128,
+            "grid_features": 2}
+
+
+@pytest.mark.parametrize("network, words", [
+    ({}, None),
+    ({"encoding": "fourier", "encoding_levels": 8}, None),
+    (GRID_128, None),  # 4.8M table values: within the grid row, though above the layers' 4M
+    ({"encoding": "fourier", "encoding_levels": 12}, "12 bands, more than the 10 allowed"),
+    ({**GRID_128, "grid_max_resolution": 384}, "384 points per axis, more than the 256 allowed"),
+    ({**GRID_128, "encoding_levels": 12}, "12 levels, more than the 8 allowed"),
+    ({**GRID_128, "grid_features": 4}, "9,584,640 values, more than the 8,000,000 allowed"),
+    ({"width": 1024, "hidden_layers": 8}, "parameters, more than the 4,000,000 allowed"),
+    ({**GRID_128, "width": 1024, "hidden_layers": 8}, "besides its grid tables, more than the 4,000,000"),
+])
+def test_a_space_bounds_each_network_type_from_config_json(network, words):
+    from diffcd.errors import LimitError
+    from diffcd.export import bounded_network
+
+    bounds = Limits.public().network_limits()
+    if words is None:
+        assert bounded_network(_config(**network), bounds).width == 128
+    else:
+        with pytest.raises(LimitError, match=words):
+            bounded_network(_config(**network), bounds)
