@@ -103,7 +103,7 @@ def test_a_zip_above_the_upload_limit_or_the_network_bound_is_refused(fitted_zip
         unpack_checkpoint(fitted_zip, tmp_path, max_file_bytes=1000, network=NetworkLimits())
     with pytest.raises(CheckpointZipError, match="largest network this app accepts"):
         unpack_checkpoint(fitted_zip, tmp_path, max_file_bytes=100_000_000,
-                         network=NetworkLimits(max_parameters=10, max_header_bytes=100))
+                         network=NetworkLimits(max_parameters=10, max_grid_parameters=10, max_header_bytes=100))
     assert not any(tmp_path.iterdir())
     unpack_checkpoint(fitted_zip, tmp_path, max_file_bytes=100_000_000, network=NetworkLimits())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]

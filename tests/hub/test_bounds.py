@@ -31,9 +31,10 @@ def _with(export, change) -> dict[str, bytes]:
 
 def test_oversize_weights_are_refused_before_downloading(api, hub_server, export):
     upload_files(api, "user/big", export)
-    limits = PullLimits(network=NetworkLimits(max_parameters=100, max_header_bytes=1024))
+    limits = PullLimits(network=NetworkLimits(max_parameters=100, max_grid_parameters=50, max_header_bytes=1024))
+    # 8 + 1024 header bytes and 150 float32 values, the layers' and a grid's
     with pytest.raises(LimitExceededError, match=r"user/big: model.safetensors is [\d,]+ bytes, more than the "
-                                                 r"1,432 a pull accepts; it was not downloaded") as info:
+                                                 r"1,632 a pull accepts; it was not downloaded") as info:
         pull_checkpoint("user/big", limits=limits)
     assert isinstance(info.value, LimitError)
     assert not _gets(hub_server, "model.safetensors") and not _gets(hub_server, "config.json")
