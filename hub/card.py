@@ -75,7 +75,20 @@ def _network_line(network: dict[str, Any], parameters: int | None) -> str:
             f"({activation} activation")
     text += f", skip connection into layer {', '.join(str(s) for s in skips)}" if skips else ""
     text += f"; {parameters:,} parameters)" if parameters else ")"
-    return text
+    return text + _encoding_phrase(network)
+
+
+def _encoding_phrase(network: dict[str, Any]) -> str:
+    """How the network reads the point: nothing for a plain MLP, else its input encoding."""
+    encoding, levels = network.get("encoding", "none"), network.get("encoding_levels")
+    if encoding == "fourier" and isinstance(levels, int):
+        return (f", reading the point through {levels} octaves of Fourier features (sin and cos at π to "
+                f"{2 ** (levels - 1)}π)")
+    if encoding == "grid" and isinstance(levels, int):
+        low, high = network.get("grid_min_resolution"), network.get("grid_max_resolution")
+        return (f", reading the point through {levels} levels of dense feature grids ({low}³ to {high}³ "
+                f"points, {network.get('grid_features')} features each, trilinear)")
+    return ""
 
 
 def build_model_card(repo_id: str | None, config: dict[str, Any], *, metrics: dict[str, dict] | None = None,

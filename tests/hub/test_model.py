@@ -150,3 +150,31 @@ def test_private_push_to_hub_on_a_public_repo_is_refused(model, hub_server, api)
     model.push_to_hub("user/open-mixin", token=TOKEN)
     with pytest.raises(VisibilityError, match="already exists and is public"):
         model.push_to_hub("user/open-mixin", token=TOKEN, private=True)
+
+
+@pytest.mark.parametrize("encoding, words", [
+    (dict(encoding="fourier", encoding_levels=4), "4 octaves of Fourier features (sin and cos at π to 8π)"),
+    (dict(encoding="grid", encoding_levels=3, grid_min_resolution=8, grid_max_resolution=32, grid_features=2),
+     "3 levels of dense feature grids (8³ to 32³ points, 2 features each, trilinear)"),
+])
+def test_an_encoded_network_travels_through_the_hub_with_its_card(encoding, words, hub_server, api):
+    import dataclasses
+
+    import jax
+
+    from diffcd.networks import init_params
+
+    plain = make_fitted(seed=2)
+    network = dataclasses.replace(plain.network, **encoding)
+    params = jax.device_get(init_params(network, jax.random.PRNGKey(0)))
+    rng = np.random.default_rng(0)  # every leaf nonzero: zero tables would hide a lost encoding
+    params = jax.tree_util.tree_map(lambda p: (p + 0.05 * rng.standard_normal(p.shape)).astype(np.float32), params)
+    model = SDFModel.from_fitted(FittedSDF(network, params, plain.normalization, method="diffcd", steps=10))
+    model.push_to_hub("user/encoded", token=TOKEN)
+    card = open(hf_hub_download("user/encoded", "README.md", endpoint=hub_server.url)).read()
+    assert words in card
+    loaded = SDFModel.from_pretrained("user/encoded")
+    assert loaded.network == network
+    points = np.random.default_rng(1).uniform(-1, 1, (64, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded(points), model(points), atol=1e-6)
+    assert _same_weights(load_sdf("user/encoded"), model)
