@@ -220,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--method", default="diffcd", choices=list(ALL_METHODS),
                      help="method: " + "; ".join(f"{m.name}: {m.summary}" for m in ALL_METHODS.values()))
     fit.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
-                     help="sizes: " + "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()))
+                     help="sizes: " + "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values())
+                     .replace("%", "%%"))  # argparse formats help with %
     fit.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     fit.add_argument("--seed", type=int, default=0, help="random seed; the same seed repeats a fit exactly")
     fit.add_argument("--resolution", type=int, help="grid resolution of the final mesh (default: the preset's)")

@@ -86,7 +86,9 @@ class AppPreset:
         """One line: network, steps and mesh size of this preset."""
         config = self.config("diffcd")
         net = config.network
-        return (f"{net.hidden_layers}×{net.width} network, {config.schedule.steps:,} steps, "
+        reads = {"fourier": f" + {net.encoding_levels} Fourier bands",
+                 "grid": f" + {net.encoding_levels} feature grids"}.get(net.encoding, "")
+        return (f"{net.hidden_layers}×{net.width} network{reads}, {config.schedule.steps:,} steps, "
                 f"{config.mesh_resolution}³ final mesh")
 
 
@@ -100,9 +102,16 @@ def library_presets(gpu: bool) -> dict[str, AppPreset]:
     }
 
 
+CPU_APP_PRESET = "cpu-quick-fourier"
+"""The preset a CPU app opens with: the best quality in about a minute and a half of two cores
+(benchmarks/results/encodings-cpu.md: cpu-quick's time, a 20-40 % lower Chamfer distance)."""
+GPU_APP_PRESET = "gpu-demo"
+"""The preset a GPU app opens with: the paper's network, 4,000 steps."""
+
+
 def default_preset_name(presets: dict[str, AppPreset], gpu: bool) -> str:
-    """gpu-demo on a GPU, the library's default (cpu-quick) otherwise, when offered."""
-    for name in (("gpu-demo",) if gpu else ()) + (DEFAULT_PRESET,):
+    """gpu-demo on a GPU, cpu-quick-fourier otherwise, when offered; else the library's default."""
+    for name in (GPU_APP_PRESET if gpu else CPU_APP_PRESET, DEFAULT_PRESET):
         if name in presets:
             return name
     return next(iter(presets))

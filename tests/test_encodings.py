@@ -227,9 +227,48 @@ def test_fourier_bands_and_grid_tables_have_their_own_server_bounds(tmp_path):
         load_sdf(tmp_path / "g", limits=NetworkLimits(max_grid_parameters=10_000))
 
 
-def test_the_encoded_preset_is_cpu_quick_with_an_encoding():
+def test_the_encoded_preset_is_cpu_quick_with_an_encoding_and_diffcds_measured_eikonal_weight():
     quick, fourier = make_config("cpu-quick"), make_config("cpu-quick-fourier")
     assert fourier.network.encoding == "fourier" and fourier.network.encoding_level_steps > 0
     plain = dataclasses.replace(fourier.network, encoding="none", encoding_levels=4, encoding_level_steps=0)
     assert plain == quick.network
-    assert dataclasses.replace(fourier, network=quick.network) == quick
+    assert fourier.method_config.eikonal_weight == 0.02 and quick.method_config.eikonal_weight == 0.1
+    assert dataclasses.replace(fourier, network=quick.network, method_config=quick.method_config) == quick
+    # the other methods keep their own loss settings; a caller's override still wins
+    for method in ("igr", "siren", "neural-pull"):
+        assert make_config("cpu-quick-fourier", method).method_config == make_config("cpu-quick", method).method_config
+    assert make_config("cpu-quick-fourier", method_overrides={"eikonal_weight": 0.3}).method_config.eikonal_weight == 0.3
+
+
+def test_the_benchmarked_fourier_variant_is_the_preset_the_app_opens_with():
+    """benchmarks/results/encodings-cpu.md's fourier-6-eik0.02 rows measure cpu-quick-fourier itself."""
+    from benchmarks.encodings import VARIANTS
+
+    variant = VARIANTS["fourier-6-eik0.02"]
+    for method in ("diffcd", "igr", "siren"):
+        assert make_config("cpu-quick", method, network_overrides=variant.network,
+                           method_overrides=variant.method if method == "diffcd" else None) == \
+            make_config("cpu-quick-fourier", method)
+
+
+def test_the_encodings_page_quotes_the_benchmark_s_means():
+    """docs/encodings.md's table of cpu-quick-fourier against the plain network is the results page's."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    rows = json.loads((root / "benchmarks" / "results" / "encodings-cpu.json").read_text())["rows"]
+    page = (root / "docs" / "encodings.md").read_text()
+
+    def mean(case, variant, preset="cpu-quick"):
+        values = [r["chamfer_percent"] for r in rows if (r["case"], r["variant"], r.get("preset"), r["steps"],
+                                                          r["method"]) == (case, variant, preset, 1600, "diffcd")]
+        assert values, (case, variant)
+        return f"{np.mean(values):.3f}"
+
+    for label, case in (("bunny scan", "bunny-scan"), ("dragon scan", "dragon-scan"),
+                        ("bunny scan, 1 % noise", "bunny:noise-1"), ("dragon scan, 1 % noise", "dragon:noise-1"),
+                        ("bunny scan, 0.5 % noise", "bunny:noise-0.5"),
+                        ("dragon scan, 0.5 % noise", "dragon:noise-0.5")):
+        line = re.search(rf"^\| {re.escape(label)} \|.*$", page, re.M)
+        assert line and f"**{mean(case, 'fourier-6-eik0.02')}**" in line.group(0), (label, line and line.group(0))

@@ -95,6 +95,17 @@ def test_every_library_preset_is_offered_and_configures():
         assert config.method_config.area_weight == 0.33 and config.schedule.steps == 10
 
 
+def test_a_cpu_app_opens_with_the_fourier_preset_and_a_gpu_app_with_gpu_demo():
+    from diffcd_space.presets import default_preset_name
+
+    cpu, gpu = library_presets(gpu=False), library_presets(gpu=True)
+    assert default_preset_name(cpu, gpu=False) == "cpu-quick-fourier"
+    assert cpu["cpu-quick-fourier"].summary() == "4×128 network + 6 Fourier bands, 1,600 steps, 192³ final mesh"
+    assert default_preset_name(gpu, gpu=True) == "gpu-demo"
+    without = {k: v for k, v in cpu.items() if k != "cpu-quick-fourier"}
+    assert default_preset_name(without, gpu=False) == "cpu-quick"
+
+
 def test_the_noise_note_says_what_the_level_does_at_the_preset():
     presets = library_presets(gpu=False)
     paper, quick = presets["paper"], presets["cpu-quick"]
@@ -104,6 +115,9 @@ def test_the_noise_note_says_what_the_level_does_at_the_preset():
         assert "clean settings" in quick.noise_description(level)
         assert quick.config("diffcd", noise=level) == quick.config("diffcd")
     assert paper.config("diffcd", noise="max").schedule.learning_rate < paper.config("diffcd").schedule.learning_rate
+    fourier = presets["cpu-quick-fourier"]
+    assert "λ = 0.02" in fourier.noise_description("none")
+    assert fourier.config("diffcd", noise="max").method_config.eikonal_weight == 0.02
 
 
 def test_examples_come_from_the_library_index():
