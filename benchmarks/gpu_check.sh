@@ -11,8 +11,9 @@
 #   bash benchmarks/gpu_check.sh [OUT_DIR]       # results: OUT_DIR/speed-gpu-report.{md,json}
 #   bash benchmarks/gpu_check.sh OUT_DIR encodings
 #     instead: whole gpu-demo-size DiffCD fits (8x256, 4,000 steps) of the bunny and dragon scans
-#     with the plain network, 6 Fourier bands and the 16³..128³ grid (benchmarks/encodings.py
-#     --preset gpu-demo), compile included: OUT_DIR/encodings-gpu.{md,json}.
+#     with the plain network, 6 Fourier bands (DiffCD's λ = 0.02, as in cpu-quick-fourier) and the
+#     16³..128³ grid (benchmarks/encodings.py --preset gpu-demo), compile included: the data for a
+#     GPU Space's encoded preset, OUT_DIR/encodings-gpu.{md,json}.
 # OUT_DIR defaults to $OUT when set (the device tool's folder), else benchmarks/results.
 # Each part is written as soon as it is measured, so a run cut off by GPU_CHECK_TIMEOUT (default
 # 560 s) keeps what it measured. GPU_CHECK_STEPS shortens the two whole fits (default: 40,000).
@@ -46,7 +47,7 @@ export DIFFCD_COMPILATION_CACHE=$(mktemp -d /tmp/diffcd-cache.XXXXXX)
 if [ "${2:-speed}" = encodings ]; then
   set +e
   timeout "${GPU_CHECK_TIMEOUT:-560}" python3 -m benchmarks.encodings --preset gpu-demo \
-    --cases bunny-scan dragon-scan --variants mlp fourier-6 grid-128 2>&1 | tee "$OUT_DIR/gpu-check-encodings.log"
+    --cases bunny-scan dragon-scan --variants mlp fourier-6-eik0.02 grid-128 2>&1 | tee "$OUT_DIR/gpu-check-encodings.log"
   status=${PIPESTATUS[0]}
   set -e
   cp benchmarks/results/encodings-gpu.* "$OUT_DIR"/ 2>/dev/null || true

@@ -9,7 +9,7 @@ Cells (benchmarks/conditions.py for the clouds and conditions):
   DiffCD (the default preset, seeds 0 and 1) on all 24 cloud × condition cells;
 - IGR, Neural-Pull and SIREN (seed 0) on the clean clouds.
 
-Neural fits use the app's default preset and the noise setting a user would pick for the
+Neural fits use the library's default preset (cpu-quick) and the noise setting a user would pick for the
 condition (`NOISE_FOR_CONDITION`); their wall time includes compilation, DiffCD's seed meshes and
 the final mesh, Poisson's the child process, normal estimation, solve and trim. Each cell also
 records its process CPU time and the load average around it, so a figure taken on a busy machine

@@ -87,7 +87,8 @@ def write_page(rows: list[dict[str, Any]]) -> None:
     lines = [
         "# Which method? Screened Poisson and the neural fits on four clouds, six conditions", "",
         f"{time.strftime('%Y-%m-%d %H:%M')}, `python -m benchmarks.guide`, CPU (two cores). "
-        f"Neural fits: the `{', '.join(presets) or 'cpu-quick'}` preset, the app's default; DiffCD is the mean "
+        f"Neural fits: the `{', '.join(presets) or 'cpu-quick'}` preset, the library's default (the plain "
+        "4×128 network; the encoded presets are in encodings-cpu.md); DiffCD is the mean "
         "of seeds 0 and 1 (each in brackets). Screened Poisson: `diffcd.poisson` with depth and trim chosen "
         "from the cloud and normals estimated (no cloud here carries normals). Distances are % of the object's "
         "longest side against the whole clean ground-truth mesh; the F-score threshold is 1 % of it. "
