@@ -90,6 +90,15 @@ def load_cloud(case: str):
     return load_case(case)
 
 
+def mesh_and_score(fitted, resolution: int, truth):
+    """Mesh a fitted SDF at `resolution` and score it against the ground truth: the MeshResult,
+    metrics.evaluate_mesh's scores and their paper units (% of the longest side)."""
+    meshed = meshing.extract_mesh(on_device(fitted.network, fitted.params), resolution)
+    scores = metrics.evaluate_mesh(to_trimesh(meshed, fitted.normalization), truth)
+    longest = float((truth.bounds[1] - truth.bounds[0]).max())
+    return meshed, scores, metrics.paper_units(scores, longest)
+
+
 def run_one(case: str, cloud, truth, variant: str, seed: int, method: str, steps: int | None,
             preset: str = "cpu-quick") -> dict:
     change = VARIANTS[variant]
@@ -99,14 +108,9 @@ def run_one(case: str, cloud, truth, variant: str, seed: int, method: str, steps
     start = time.perf_counter()
     result = fit_sdf(cloud, config)
     fit_seconds = time.perf_counter() - start
-    fitted = result.fitted
     mesh_start = time.perf_counter()
-    meshed = meshing.extract_mesh(on_device(fitted.network, fitted.params), config.mesh_resolution)
+    meshed, scores, units = mesh_and_score(result.fitted, config.mesh_resolution, truth)
     mesh_seconds = time.perf_counter() - mesh_start
-    mesh = to_trimesh(meshed, fitted.normalization)
-    longest = float((truth.bounds[1] - truth.bounds[0]).max())
-    scores = metrics.evaluate_mesh(mesh, truth)
-    units = metrics.paper_units(scores, longest)
     parameters = sum(math.prod(s) for s in expected_shapes(config.network).values())
     return {
         "case": case, "variant": variant, "seed": seed, "method": method, "preset": preset,

@@ -26,9 +26,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from benchmarks.encodings import mesh_and_score
 from benchmarks.quality import load_case
-from diffcd import Fitter, meshing, metrics
-from diffcd.sdf import on_device, to_trimesh
+from diffcd import Fitter
 
 RESULTS = Path(__file__).parent / "results"
 MARKS = (5.0, 10.0, 20.0)
@@ -80,10 +80,7 @@ def watch(cloud, preset) -> dict:
 
 
 def score(fitted, resolution: int, truth) -> dict:
-    meshed = meshing.extract_mesh(on_device(fitted.network, fitted.params), resolution)
-    mesh = to_trimesh(meshed, fitted.normalization)
-    longest = float((truth.bounds[1] - truth.bounds[0]).max())
-    units = metrics.paper_units(metrics.evaluate_mesh(mesh, truth), longest)
+    _, _, units = mesh_and_score(fitted, resolution, truth)
     return {"chamfer_percent": round(units["chamfer_x100"], 4), "hausdorff_percent": round(units["hausdorff_x100"], 3)}
 
 
