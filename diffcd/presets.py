@@ -154,10 +154,12 @@ FOURIER_NOISE_SETTINGS: dict[str, NoiseSetting] = {
                          "measured best), the other methods keep their defaults.", None, 1.0),
     "medium": NoiseSetting(
         "medium", "Medium noise: this preset's clean settings are kept; with 0.5 % noise they fitted the bunny "
-        "and dragon scans better than λ = 0.1 (0.472 % and 0.452 % against 0.481 % and 0.483 %).", None, 1.0),
+        "and dragon scans better than λ = 0.1 (seed 0: 0.472 % and 0.452 % against 0.481 % and 0.483 %).",
+        None, 1.0),
     "max": NoiseSetting(
         "max", "Maximum noise: this preset's clean settings are kept; with 1 % noise they fitted the dragon "
-        "scan better than λ = 0.1 (0.557 % against 0.605 %) and the bunny scan within 2 % of it.", None, 1.0),
+        "scan better than λ = 0.1 (seed 0: 0.557 % against 0.605 %) and the bunny scan within 2 % of it.",
+        None, 1.0),
 }
 """What measured best at cpu-quick-fourier (benchmarks/results/encodings-cpu.md): the preset's own
 λ = 0.02 for DiffCD on noisy scans too."""
