@@ -23,7 +23,7 @@ from diffcd_space.examples import Example
 from diffcd_space.fit_tab import FitTab
 from diffcd_space.inputs import CloudPicker
 from diffcd_space.jobs import Budget
-from diffcd_space.outputs import COMPARE_COLUMNS, is_reconstruction, seconds, wall_seconds
+from diffcd_space.outputs import COMPARE_COLUMNS, is_reconstruction, seconds, table_seconds, wall_seconds
 from diffcd_space.presets import AppPreset, preset_choices
 from diffcd_space.reconstruction import STAGES, describe
 from diffcd_space.validation import (MAX_COMPARED, LoadedCloud, check_cloud_choice, check_methods,
@@ -218,8 +218,8 @@ class CompareTab(FitTab):
     def _compare_row(title: str, summary: dict, stopped, budget: Budget) -> dict:
         """A method's row of the metrics table: its wall time to a mesh, steps, and distances."""
         trained = not is_reconstruction(summary)
-        row = {"method": title, "wall time (s)": round(wall_seconds(summary), 1), "steps": summary["steps"],
-               "fit s": round(summary["fit_seconds"], 1),
+        row = {"method": title, "wall time (s)": table_seconds(wall_seconds(summary)), "steps": summary["steps"],
+               "fit s": table_seconds(summary["fit_seconds"]),
                "steps/s": round(summary["steps_per_second"], 1) if trained else None}
         for group, key, label in COMPARE_COLUMNS:
             value = (summary.get(group) or {}).get(key)

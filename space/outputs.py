@@ -64,9 +64,18 @@ COMPARE_COLUMNS = (
 def seconds(value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return "…"
+    if value < 10:
+        return f"{value:.1f} s"
     if value < 60:
         return f"{value:.0f} s"
     return f"{int(value // 60)} min {int(value % 60):02d} s"
+
+
+def table_seconds(value: float) -> float:
+    """Seconds for a table cell: one decimal from a second up, two significant digits below it (a
+    20 ms reconstruction reads 0.02, not 0.0)."""
+    value = float(value)
+    return round(value, 1) if value >= 1 else float(f"{value:.2g}")
 
 
 def number(value: Any) -> str:

@@ -140,7 +140,7 @@ def test_a_fit_over_the_time_limit_is_stopped_and_still_delivered(tmp_path):
     updates = list(handlers.fit(**args, request=_request("limit")))
     surface, losses, status, progress, metrics, downloads, state = updates[-1]
     assert progress["stage"] == "cancelled" and progress["summary"]["steps"] < 400
-    assert "stops a fit after 0 s" in status
+    assert "stops a fit after 0.0 s" in status
     assert trimesh.load(surface, force="mesh").faces.size > 0 and state["model_dir"]
 
 
@@ -165,3 +165,11 @@ def test_two_requests_for_one_example_preview_at_once_both_get_it(tmp_path):
     for thread in threads:
         thread.join(60)
     assert not errors and len(results) == 4 and len({r[0] for r in results}) == 1
+
+
+def test_sub_second_times_do_not_read_as_zero():
+    from diffcd_space.outputs import seconds, table_seconds
+
+    assert table_seconds(0.023) == 0.023 and table_seconds(0.0049) == 0.0049  # a fast reconstruction
+    assert table_seconds(12.34) == 12.3 and table_seconds(1.0) == 1.0
+    assert seconds(0.4) == "0.4 s" and seconds(42.4) == "42 s" and seconds(125) == "2 min 05 s"
