@@ -4,7 +4,8 @@ The fit runs in its own thread and hands its events to the request's handler thr
 handler sends at most one update per `ui_interval` seconds (the latest event, the latest snapshot).
 Snapshot meshes are built in a third thread from a copy of the parameters, so neither snapshots nor
 UI updates hold up the training loop: between chunks the trainer only puts the event in a queue and,
-when a snapshot is due and the snapshot thread is idle, hands it the parameters.
+when a snapshot is due and the snapshot thread is idle, hands it the parameters. A finished snapshot
+also goes through the queue, so it reaches the page at once rather than with the next chunk.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ class Progress:
 class _Snapshots:
     """Meshes the latest handed-over model in a background thread; keeps the last two GLBs."""
 
-    def __init__(self, folder: Path, resolution: int, max_faces: int | None, should_stop: Callable[[], bool]):
+    def __init__(self, folder: Path, resolution: int, max_faces: int | None, should_stop: Callable[[], bool],
+                 on_ready: Callable[[], None] = lambda: None):
         self.folder, self.resolution, self.max_faces, self.should_stop = folder, resolution, max_faces, should_stop
+        self.on_ready = on_ready
         self._pending: queue.Queue = queue.Queue(maxsize=1)
         self._lock = threading.Lock()
         self._latest: str | None = None
@@ -68,6 +71,7 @@ class _Snapshots:
                     self._kept.append(path)
                     while len(self._kept) > 3:  # the viewer has already copied older ones
                         self._kept.pop(0).unlink(missing_ok=True)
+                self.on_ready()
             except (NoSurfaceError, LimitError, OSError):
                 pass  # no snapshot this time; the fit goes on
             finally:
@@ -93,7 +97,8 @@ def train(fitter: Fitter, *, folder: Path, snapshot_seconds: float, snapshot_res
     chunk and cancels the fit; the last Progress carries the done event with its FitResult.
     """
     events: queue.Queue = queue.Queue()
-    snapshots = _Snapshots(folder, snapshot_resolution, max_faces, should_stop)
+    snapshots = _Snapshots(folder, snapshot_resolution, max_faces, should_stop,
+                           on_ready=lambda: events.put(("snapshot", None)))
     abandoned = threading.Event()
 
     def work() -> None:
@@ -114,33 +119,35 @@ def train(fitter: Fitter, *, folder: Path, snapshot_seconds: float, snapshot_res
     seen = 0
     try:
         last_sent = 0.0
-        latest = None
+        latest = None  # the newest event
+        unsent = False  # an event or a snapshot the page has not had yet
         while True:
             # nothing unsent: wait for the next event; else until the next update may go out
-            timeout = 1.0 if latest is None else max(0.0, ui_interval - (time.monotonic() - last_sent))
+            timeout = 1.0 if not unsent else max(0.0, ui_interval - (time.monotonic() - last_sent))
             try:
                 kind, item = events.get(timeout=timeout) if timeout > 0 else events.get_nowait()
             except queue.Empty:
                 kind, item = "tick", None
-            if kind == "error":
-                raise item
-            pending = [(kind, item)] if kind == "event" else []
+            pending = [] if kind == "tick" else [(kind, item)]
             while not events.empty():  # coalesce what has piled up
                 pending.append(events.get_nowait())
             for kind, item in pending:
                 if kind == "error":
                     raise item
+                if kind == "snapshot":
+                    unsent = unsent or latest is not None
+                    continue
                 seen += 1
                 if item.done:
-                    if latest is not None:  # the last chunk's numbers, then the end
+                    if unsent:  # the last chunk's numbers, then the end
                         yield Progress(latest, snapshots.take(), seen - 1)
                     yield Progress(item, snapshots.take(), seen)
                     return
-                latest = item
-            if latest is not None and time.monotonic() - last_sent >= ui_interval:
+                latest, unsent = item, True
+            if unsent and time.monotonic() - last_sent >= ui_interval:
                 last_sent = time.monotonic()
                 yield Progress(latest, snapshots.take(), seen)
-                latest = None
+                unsent = False
     finally:
         abandoned.set()
         fitter.cancel()

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import gradio as gr
 import numpy as np
 import pytest
+import trimesh
 from _apptest import TINY_PRESET, fit_args
 
 from diffcd_space.errors import catch_all
@@ -409,6 +410,33 @@ def test_training_never_waits_for_snapshots_or_ui_updates(tmp_path):
     assert gaps.max() < 0.2, f"training paused {gaps.max():.2f} s between chunks"
     assert updates[-1].event.done and updates[-1].events_seen == 61
     assert len(updates) <= 2 * seconds + 3, f"{len(updates)} updates in {seconds:.1f} s"
+
+
+class _SlowChunks(_FakeFitter):
+    """Chunks of 1 s, and a model that meshes in 0.1 s."""
+
+    def run(self):
+        for step in range(1, self.chunks + 1):
+            if self.cancelled:
+                break
+            time.sleep(1.0)
+            yield SimpleNamespace(done=False, step=step)
+        yield SimpleNamespace(done=True, step=step, result="result")
+
+    def fitted(self):
+        return SimpleNamespace(extract_mesh=lambda resolution, **options: (time.sleep(0.1), trimesh.creation.box())[1])
+
+
+def test_a_snapshot_reaches_the_page_when_it_is_ready_not_with_the_next_chunk(tmp_path):
+    from diffcd_space.training import train
+
+    start, arrived = time.monotonic(), None
+    for progress in train(_SlowChunks(chunks=3), folder=tmp_path, snapshot_seconds=0.0, snapshot_resolution=16,
+                          should_stop=lambda: False, ui_interval=0.2):
+        if progress.snapshot and arrived is None:
+            arrived = time.monotonic() - start
+    # offered after the first chunk (1 s), meshed in 0.1 s: shown then, not at the second chunk (2 s)
+    assert arrived is not None and arrived < 1.6, f"the first snapshot reached the page after {arrived} s"
 
 
 def test_the_worker_stops_when_asked(tmp_path):
