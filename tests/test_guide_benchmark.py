@@ -65,8 +65,10 @@ def test_table_bolds_the_lower_chamfer_and_averages_seeds(tmp_path, monkeypatch)
     assert "0.500 (0.400, 0.600)" in page
     assert "| 10.0 | 15 |" in page
     rows[0]["load_after"] = 4.0  # timed beside another job: its wall time is not published
+    rows[1]["wall_seconds"], rows[2]["load_before"] = 30.0, 3.0  # of DiffCD's seeds, only seed 0's
     guide_table.write_page(rows)
-    assert "| busy | 15 |" in (tmp_path / "guide.md").read_text()
+    page = (tmp_path / "guide.md").read_text()
+    assert "| busy | 15 |" in page and "| 30.0 | 15 |" in page
     rows[2]["chamfer_percent"] = 0.5
     guide_table.write_page(rows)
     assert "| clean | 0.500 / **0.450** |" in (tmp_path / "guide.md").read_text()
