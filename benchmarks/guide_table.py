@@ -14,7 +14,7 @@ PAGE = RESULTS / "guide-cpu.md"
 METHOD_ORDER = ("poisson", "diffcd", "igr", "neural-pull", "siren")
 TITLES = {"poisson": "Screened Poisson", "diffcd": "DiffCD", "igr": "IGR", "neural-pull": "Neural-Pull",
           "siren": "SIREN"}
-COLUMNS = ("chamfer_percent", "hausdorff_percent", "normal_angle_deg", "fscore", "wall_seconds", "cpu_seconds")
+COLUMNS = ("chamfer_percent", "hausdorff_percent", "normal_angle_deg", "fscore", "cpu_seconds")
 QUIET_LOAD = 2.5
 """A run whose 1-minute load average stayed at or below this (two cores) was timed on a quiet
 machine; its wall time is published. A cell with no such run shows its CPU time only, which the
@@ -33,7 +33,7 @@ def combine(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, 
         cell = {c: statistics.fmean(r[c] for r in members) for c in COLUMNS}
         cell["chamfer_seeds"] = [r["chamfer_percent"] for r in members]
         quiet = [r["wall_seconds"] for r in members if max(r["load_before"], r["load_after"]) <= QUIET_LOAD]
-        cell["quiet_wall_seconds"] = statistics.fmean(quiet) if quiet else None
+        cell["wall_seconds"] = statistics.fmean(quiet) if quiet else None  # quietly timed seeds only
         cell["noise_setting"] = members[0].get("noise_setting", "")
         combined[key] = cell
     return combined
@@ -73,7 +73,7 @@ def row_lines(cells: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
                 if len(seeds) > 1:
                     chamfer += f" ({', '.join(f'{s:.3f}' for s in seeds)})"
                 title = TITLES[method] + (f" ({cell['noise_setting']})" if cell["noise_setting"] not in ("", "none") else "")
-                wall = "busy" if cell["quiet_wall_seconds"] is None else f"{cell['quiet_wall_seconds']:.1f}"
+                wall = "busy" if cell["wall_seconds"] is None else f"{cell['wall_seconds']:.1f}"
                 lines.append(f"| {cloud} | {condition} | {title} | {chamfer} | {cell['hausdorff_percent']:.2f} | "
                              f"{cell['normal_angle_deg']:.1f} | {cell['fscore']:.3f} | {wall} | "
                              f"{cell['cpu_seconds']:.0f} |")
